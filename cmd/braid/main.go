@@ -1,0 +1,31 @@
+// Command braid is the node agent and operator CLI: it initializes a node,
+// shows what the node is doing (from the store and the pinned maps) and, as
+// `braid agent`, hosts the datapath plugins.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := rootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "braid:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "braid",
+		Short:         "braid: a composable eBPF datapath built from CNI plugins",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	g.bind(root)
+	root.AddCommand(nodeCmd(g), endpointCmd(g), bpfCmd(g), statusCmd(g))
+	return root
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/braid-cni/braid/core/bpffs"
+	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/core/store"
+	"github.com/spf13/cobra"
+)
+
+func nodeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "this node's identity and the cluster's nodes"}
+	cmd.AddCommand(nodeInitCmd(g))
+	return cmd
+}
+
+func nodeInitCmd(g *globals) *cobra.Command {
+	var name, nodeIP, podCIDR, device string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "record this node's identity and prepare bpffs and the shared maps",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			n, err := parseNode(name, nodeIP, podCIDR, device)
+			if err != nil {
+				return err
+			}
+			if err := bpffs.Ensure(g.bpfRoot); err != nil {
+				return err
+			}
+			eps, err := maps.OpenEndpoints(g.bpfRoot)
+			if err != nil {
+				return err
+			}
+			eps.Close()
+			st, err := g.openStore()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Update(func(tx *store.Tx) error { return setIdentity(tx, n) }); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout(), "node %s initialized: ip %s, pod CIDR %s, device %s\n", n.Name, n.NodeIP, n.PodCIDR, n.Device)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "node name (required)")
+	f.StringVar(&nodeIP, "node-ip", "", "node IPv4 address on the underlay (required)")
+	f.StringVar(&podCIDR, "pod-cidr", "", "IPv4 CIDR this node's pods are addressed from (required)")
+	f.StringVar(&device, "device", "", "node device facing the underlay (required)")
+	for _, req := range []string{"name", "node-ip", "pod-cidr", "device"} {
+		_ = cmd.MarkFlagRequired(req)
+	}
+	return cmd
+}
+
+func parseNode(name, nodeIP, podCIDR, device string) (store.Node, error) {
+	ip, err := netip.ParseAddr(nodeIP)
+	if err != nil || !ip.Is4() {
+		return store.Node{}, fmt.Errorf("--node-ip %q is not an IPv4 address", nodeIP)
+	}
+	cidr, err := netip.ParsePrefix(podCIDR)
+	if err != nil || !cidr.Addr().Is4() {
+		return store.Node{}, fmt.Errorf("--pod-cidr %q is not an IPv4 CIDR", podCIDR)
+	}
+	if cidr != cidr.Masked() {
+		return store.Node{}, fmt.Errorf("--pod-cidr %s has host bits set; did you mean %s?", cidr, cidr.Masked())
+	}
+	if cidr.Bits() > 30 {
+		return store.Node{}, fmt.Errorf("--pod-cidr %s is too small: use /30 or larger", cidr)
+	}
+	return store.Node{Name: name, NodeIP: ip, PodCIDR: cidr, Device: device}, nil
+}
+
+// setIdentity records n, refusing to move the pod CIDR under existing pods.
+func setIdentity(tx *store.Tx, n store.Node) error {
+	old, err := tx.Node()
+	if err == nil && old.PodCIDR != n.PodCIDR {
+		eps, err := tx.Endpoints()
+		if err != nil {
+			return err
+		}
+		if len(eps) > 0 {
+			return fmt.Errorf("node has %d endpoints in pod CIDR %s: delete them before changing it to %s", len(eps), old.PodCIDR, n.PodCIDR)
+		}
+	}
+	return tx.SetNode(n)
+}

@@ -1,0 +1,29 @@
+// Package logging sets up the slog logger of a short-lived plugin process:
+// to logFile when configured, otherwise to stderr (which runtimes capture).
+package logging
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+)
+
+// New returns a logger writing JSON lines at level to file, and a function
+// that closes the file. Without a file only warnings and errors are written,
+// to stderr, so cnitool and runtimes are not flooded.
+func New(file string, level slog.Level, plugin string) (*slog.Logger, func()) {
+	var w io.Writer = os.Stderr
+	closeFn := func() {}
+	if file == "" {
+		level = max(level, slog.LevelWarn)
+	} else {
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err == nil {
+			if f, err := os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+				w, closeFn = f, func() { f.Close() }
+			}
+		}
+	}
+	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("plugin", plugin, "pid", os.Getpid()), closeFn
+}

@@ -1,0 +1,75 @@
+package store
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+)
+
+// Endpoint is one pod attachment on this node: the endpoint model every
+// plugin shares. Its key is ContainerID/IfName, as CNI identifies attachments.
+type Endpoint struct {
+	ID          uint32     `json:"id"`
+	ContainerID string     `json:"containerID"`
+	IfName      string     `json:"ifName"`
+	Netns       string     `json:"netns"`
+	IPv4        netip.Addr `json:"ipv4"`
+	HostIfName  string     `json:"hostIfName"`
+	HostIfIndex int        `json:"hostIfIndex"`
+	HostMAC     string     `json:"hostMAC"`
+	PodMAC      string     `json:"podMAC"`
+	MTU         int        `json:"mtu"`
+	// IPAMPlugin names the delegated IPAM plugin; empty when braid allocated.
+	IPAMPlugin string    `json:"ipamPlugin,omitempty"`
+	Created    time.Time `json:"created"`
+}
+
+// EndpointKey identifies an attachment the way CNI does.
+func EndpointKey(containerID, ifName string) string { return containerID + "/" + ifName }
+
+// Key is the endpoint's store key.
+func (e Endpoint) Key() string { return EndpointKey(e.ContainerID, e.IfName) }
+
+// Endpoint returns the endpoint stored under key, or ErrNotFound.
+func (t *Tx) Endpoint(key string) (Endpoint, error) {
+	var e Endpoint
+	err := t.getJSON(bucketEndpoints, []byte(key), &e)
+	return e, err
+}
+
+// PutEndpoint stores e, giving it an id if it has none.
+func (t *Tx) PutEndpoint(e *Endpoint) error {
+	if e.ID == 0 {
+		id, err := t.nextEndpointID()
+		if err != nil {
+			return err
+		}
+		e.ID = id
+	}
+	return t.putJSON(bucketEndpoints, []byte(e.Key()), e)
+}
+
+// DeleteEndpoint removes the endpoint under key; absent is fine.
+func (t *Tx) DeleteEndpoint(key string) error {
+	return t.tx.Bucket(bucketEndpoints).Delete([]byte(key))
+}
+
+// Endpoints lists every endpoint, ordered by key.
+func (t *Tx) Endpoints() ([]Endpoint, error) {
+	var eps []Endpoint
+	err := forEachJSON(t, bucketEndpoints, func(e Endpoint) error {
+		eps = append(eps, e)
+		return nil
+	})
+	return eps, err
+}
+
+// nextEndpointID hands out ids from 1, never reusing one while the store lives.
+func (t *Tx) nextEndpointID() (uint32, error) {
+	meta := t.tx.Bucket(bucketMeta)
+	id := uint32(1)
+	if v := meta.Get(keyNextID); v != nil {
+		id = binary.BigEndian.Uint32(v)
+	}
+	return id, meta.Put(keyNextID, binary.BigEndian.AppendUint32(nil, id+1))
+}

@@ -1,0 +1,131 @@
+// Package store is the node's state: one bbolt file under stateDir, opened
+// per CNI call with a lock timeout so parallel calls serialize. It holds the
+// node's identity, its endpoints and IP allocations (and, for the routing and
+// load-balancing plugins, other nodes and services). It is the source of
+// truth: every BPF map can be rebuilt from it.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/braid-cni/braid/core/cnierr"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the store's file inside stateDir.
+const FileName = "braid.db"
+
+// SchemaVersion is bumped whenever the layout of a bucket changes.
+const SchemaVersion = 1
+
+// Buckets. Values are JSON so that `braid` and humans can read them.
+var (
+	bucketMeta      = []byte("meta")
+	bucketNode      = []byte("node")
+	bucketEndpoints = []byte("endpoints")
+	bucketIPAM      = []byte("ipam")
+	allBuckets      = [][]byte{bucketMeta, bucketNode, bucketEndpoints, bucketIPAM}
+
+	keySchema = []byte("schema")
+	keyNextID = []byte("next-endpoint-id")
+	keyNode   = []byte("identity")
+)
+
+// ErrNotFound is returned for a key that is absent.
+var ErrNotFound = errors.New("not found")
+
+// Store is an open node state store. Close it as soon as the call is done:
+// it holds the node-wide lock while open.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the store in dir, waiting up to timeout
+// for another process to release it. A timeout is a CNI "try again later".
+func Open(dir string, timeout time.Duration) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, cnierr.IO("cannot create stateDir %s: %v", dir, err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, cnierr.TryAgain("state store %s is locked by another process for more than %s; try again", path, timeout)
+	}
+	if err != nil {
+		return nil, cnierr.IO("cannot open state store %s: %v (if it is corrupt, move it away and run `braid node init` and `braid sync`)", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.db.Update(initSchema); err != nil {
+		db.Close()
+		return nil, cnierr.IO("state store %s: %v", path, err)
+	}
+	return s, nil
+}
+
+func initSchema(tx *bolt.Tx) error {
+	for _, b := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(keySchema); v != nil {
+		if got := binary.BigEndian.Uint32(v); got > SchemaVersion {
+			return fmt.Errorf("schema version %d is newer than this binary's %d: upgrade braid", got, SchemaVersion)
+		}
+	}
+	return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, SchemaVersion))
+}
+
+// Close releases the store and its lock.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the store's file.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Update runs fn in a read-write transaction, committed if fn returns nil.
+func (s *Store) Update(fn func(*Tx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// Tx is a store transaction.
+type Tx struct{ tx *bolt.Tx }
+
+func (t *Tx) getJSON(bucket, key []byte, v any) error {
+	raw := t.tx.Bucket(bucket).Get(key)
+	if raw == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func (t *Tx) putJSON(bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucket).Put(key, raw)
+}
+
+// forEachJSON decodes every value of bucket into a fresh T.
+func forEachJSON[T any](t *Tx, bucket []byte, fn func(T) error) error {
+	return t.tx.Bucket(bucket).ForEach(func(_, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		return fn(v)
+	})
+}

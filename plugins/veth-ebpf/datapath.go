@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/braid-cni/braid/core/bpffs"
+	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/core/tcx"
+	"github.com/cilium/ebpf"
+)
+
+// datapath is this node's veth-ebpf BPF state: the shared endpoint map and
+// the plugin's loaded objects (programs, private maps pinned by name).
+type datapath struct {
+	bpfRoot   string
+	endpoints *maps.Endpoints
+	objs      vethEbpfObjects
+}
+
+// openDatapath mounts bpffs if needed, opens the shared endpoint map and
+// loads the programs against it.
+func openDatapath(bpfRoot string) (*datapath, error) {
+	if err := bpffs.Ensure(bpfRoot); err != nil {
+		return nil, err
+	}
+	dir, err := bpffs.PluginDir(bpfRoot, pluginName)
+	if err != nil {
+		return nil, err
+	}
+	eps, err := maps.OpenEndpoints(bpfRoot)
+	if err != nil {
+		return nil, err
+	}
+	dp := &datapath{bpfRoot: bpfRoot, endpoints: eps}
+	opts := &ebpf.CollectionOptions{
+		Maps:            ebpf.MapOptions{PinPath: dir},
+		MapReplacements: map[string]*ebpf.Map{"endpoints": eps.Map},
+	}
+	if err := loadVethEbpfObjects(&dp.objs, opts); err != nil {
+		eps.Close()
+		return nil, fmt.Errorf("load veth-ebpf programs: %w", err)
+	}
+	return dp, nil
+}
+
+func (d *datapath) Close() {
+	d.objs.Close()
+	d.endpoints.Close()
+}
+
+// linkPins are the pins of the two attachments on one host veth.
+func (d *datapath) linkPins(hostIf string) (ingress, egress string) {
+	return bpffs.LinkPin(d.bpfRoot, pluginName, hostIf+"_ingress"),
+		bpffs.LinkPin(d.bpfRoot, pluginName, hostIf+"_egress")
+}
+
+// attach publishes the endpoint, then attaches both programs to its veth:
+// in that order, so the first packet the pod sends is already known.
+func (d *datapath) attach(ep endpointRef) error {
+	if err := d.endpoints.Put(ep.ip, ep.info); err != nil {
+		return fmt.Errorf("endpoint map: %w (the map holds %d entries)", err, maps.EndpointsMax)
+	}
+	in, out := d.linkPins(ep.hostIf)
+	if err := tcx.Attach(int(ep.info.Ifindex), tcx.Ingress, d.objs.FromContainer, in); err != nil {
+		return err
+	}
+	return tcx.Attach(int(ep.info.Ifindex), tcx.Egress, d.objs.ToContainer, out)
+}
+
+// detach removes the endpoint's pins and map entry; absent is fine.
+func (d *datapath) detach(hostIf string, ip netip.Addr) error {
+	in, out := d.linkPins(hostIf)
+	for _, pin := range []string{in, out} {
+		if err := tcx.Detach(pin); err != nil {
+			return err
+		}
+	}
+	if ip.IsValid() {
+		return d.endpoints.Remove(ip)
+	}
+	return nil
+}
+
+// endpointRef is what the datapath needs to know of one endpoint.
+type endpointRef struct {
+	hostIf string
+	ip     netip.Addr
+	info   maps.EndpointInfo
+}
+
+func newEndpointRef(hostIf string, ifindex int, id uint32, ip netip.Addr, podMAC, hostMAC net.HardwareAddr) endpointRef {
+	ref := endpointRef{hostIf: hostIf, ip: ip, info: maps.EndpointInfo{Ifindex: uint32(ifindex), ID: id}}
+	copy(ref.info.PodMAC[:], podMAC)
+	copy(ref.info.HostMAC[:], hostMAC)
+	return ref
+}

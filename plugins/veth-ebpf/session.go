@@ -1,0 +1,44 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/braid-cni/braid/core/logging"
+	"github.com/braid-cni/braid/core/store"
+)
+
+// session is one CNI call's hold on the node: config, logger, the locked
+// store and the loaded datapath. Close releases them all.
+type session struct {
+	conf  *NetConf
+	log   *slog.Logger
+	store *store.Store
+	dp    *datapath
+	done  []func()
+}
+
+func openSession(stdin []byte, verb string) (*session, error) {
+	conf, err := parseConfig(stdin)
+	if err != nil {
+		return nil, err
+	}
+	log, closeLog := logging.New(conf.LogFile, conf.Level(), pluginName)
+	s := &session{conf: conf, log: log.With("verb", verb), done: []func(){closeLog}}
+	if s.store, err = store.Open(conf.StateDir, conf.Timeout()); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.done = append(s.done, func() { s.store.Close() })
+	if s.dp, err = openDatapath(conf.BPFRoot); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.done = append(s.done, s.dp.Close)
+	return s, nil
+}
+
+func (s *session) Close() {
+	for i := len(s.done) - 1; i >= 0; i-- {
+		s.done[i]()
+	}
+}

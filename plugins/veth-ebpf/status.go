@@ -1,0 +1,45 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/braid-cni/braid/core/bpffs"
+	"github.com/braid-cni/braid/core/cnierr"
+	"github.com/braid-cni/braid/core/config"
+	"github.com/braid-cni/braid/core/store"
+	"github.com/containernetworking/cni/pkg/skel"
+)
+
+// cmdStatus (CNI 1.1) reports whether this node can serve ADDs, and if not,
+// why: no bpffs, no node identity, or the node device missing.
+func cmdStatus(args *skel.CmdArgs) error {
+	conf, err := parseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	return nodeReady(conf.Common)
+}
+
+func nodeReady(c config.Common) error {
+	if !bpffs.IsMounted(c.BPFRoot) {
+		return cnierr.NotAvailable("bpffs is not mounted at %s (bpfRoot): run `braid node init`", c.BPFRoot)
+	}
+	st, err := store.Open(c.StateDir, c.Timeout())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.View(func(tx *store.Tx) error {
+		node, err := tx.Node()
+		if errors.Is(err, store.ErrNotInitialized) {
+			return cnierr.NotAvailable("%v (stateDir %s)", err, c.StateDir)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := nodeMTU(node.Device); err != nil {
+			return cnierr.NotAvailable("%v", err)
+		}
+		return nil
+	})
+}
