@@ -27,6 +27,7 @@ func endpointCmd(g *globals) *cobra.Command {
 			if err := st.View(func(tx *store.Tx) error { eps, err = tx.Endpoints(); return err }); err != nil {
 				return err
 			}
+			slices.SortFunc(eps, func(a, b store.Endpoint) int { return a.IPv4.Compare(b.IPv4) })
 			t := table{header: []string{"ID", "IP", "CONTAINER", "IFNAME", "HOST-IF", "IFINDEX", "POD-MAC"}, json: eps}
 			if eps == nil {
 				t.json = []store.Endpoint{}

@@ -1,0 +1,60 @@
+# braid: every target installs what it lacks (hack/deps.sh), so a fresh
+# Debian machine needs nothing done by hand. Run as root.
+
+GO       ?= go
+BIN      := $(CURDIR)/bin
+TOOLS    := $(BIN)/tools
+PLUGINS  := veth-ebpf
+CNI_BIN_DIR ?= /opt/cni/bin
+# Reference plugins the benchmarks and chaining tests compare against.
+CNI_PLUGINS_VERSION := v1.9.1
+CNITOOL_VERSION     := v1.3.1
+
+export PATH := $(TOOLS):$(PATH)
+
+.PHONY: all deps generate check-generated build install test unit integration bench demo lint clean
+
+all: build
+
+deps:
+	@hack/deps.sh
+	@test -x $(TOOLS)/cnitool || GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
+	@test -x $(TOOLS)/cni/ptp || GOBIN=$(TOOLS)/cni $(GO) install \
+		github.com/containernetworking/plugins/plugins/main/ptp@$(CNI_PLUGINS_VERSION) \
+		github.com/containernetworking/plugins/plugins/main/bridge@$(CNI_PLUGINS_VERSION) \
+		github.com/containernetworking/plugins/plugins/ipam/host-local@$(CNI_PLUGINS_VERSION)
+
+generate: deps
+	$(GO) generate ./plugins/...
+
+# Fails when a committed bpf2go output differs from what bpf/ compiles to.
+check-generated: deps
+	@hack/check-generated.sh
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/braid ./cmd/braid
+	@for p in $(PLUGINS); do $(GO) build -o $(BIN)/$$p ./plugins/$$p || exit 1; done
+
+install: build
+	install -d $(CNI_BIN_DIR)
+	@for p in $(PLUGINS); do install -m 0755 $(BIN)/$$p $(CNI_BIN_DIR)/$$p; done
+	install -m 0755 $(BIN)/braid /usr/local/bin/braid
+
+# Unit and integration tests; the integration suites need root.
+test: deps check-generated build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: deps build
+	$(GO) run ./bench -out BENCHMARKS.md
+
+demo: deps build
+	@hack/demo.sh
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+clean:
+	rm -rf $(BIN)

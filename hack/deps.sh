@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the system tools braid's targets need, when any is missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have clang    || need+=(clang)
+have llvm-strip || need+=(llvm)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+have bpftool  || need+=(bpftool)
+have ip       || need+=(iproute2)
+have nsenter  || need+=(util-linux)
+have ping     || need+=(iputils-ping)
+have iperf3   || need+=(iperf3)
+have sockperf || need+=(sockperf)
+have tcpdump  || need+=(tcpdump)
+
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing: ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
