@@ -61,3 +61,23 @@ func (g *globals) print(w io.Writer, t table) error {
 }
 
 func stdout() io.Writer { return os.Stdout }
+
+// update runs fn in a store write transaction.
+func (g *globals) update(fn func(*store.Tx) error) error {
+	st, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Update(fn)
+}
+
+// view runs fn in a store read transaction.
+func (g *globals) view(fn func(*store.Tx) error) error {
+	st, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.View(fn)
+}

@@ -107,7 +107,7 @@ func Parse(stdin []byte, pluginType string, conf Plugin) error {
 	if err := rejectUnknownKeys(stdin, conf); err != nil {
 		return err
 	}
-	std := standard(conf)
+	std := Standard(conf)
 	if std == nil {
 		return fmt.Errorf("config: %T does not embed types.PluginConf", conf)
 	}
@@ -128,7 +128,8 @@ func Parse(stdin []byte, pluginType string, conf Plugin) error {
 	return nil
 }
 
-func standard(conf any) *types.PluginConf {
+// Standard returns the standard CNI keys of a plugin config.
+func Standard(conf Plugin) *types.PluginConf {
 	v := reflect.ValueOf(conf).Elem()
 	f := v.FieldByName("PluginConf")
 	if !f.IsValid() {

@@ -3,6 +3,7 @@
 package maps
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -72,11 +73,12 @@ func OpenEndpoints(bpfRoot string) (*Endpoints, error) {
 	return &Endpoints{m}, nil
 }
 
+// compatible checks everything a program load checks when it is given the
+// map as a replacement (type, sizes, max entries, flags): a pinned map that
+// passes here is one every plugin's object can use.
 func compatible(m *ebpf.Map) error {
-	want := EndpointsSpec()
-	if m.Type() != want.Type || m.KeySize() != want.KeySize || m.ValueSize() != want.ValueSize {
-		return fmt.Errorf("layout %s/%d/%d does not match %s/%d/%d", m.Type(), m.KeySize(), m.ValueSize(),
-			want.Type, want.KeySize, want.ValueSize)
+	if err := EndpointsSpec().Compatible(m); err != nil {
+		return fmt.Errorf("pinned map does not match the contract in bpf/include/endpoint.h: %w", err)
 	}
 	return nil
 }
@@ -118,3 +120,32 @@ func (e *Endpoints) All() (map[netip.Addr]EndpointInfo, error) {
 
 // MAC formats a map MAC for people.
 func MAC(b [6]byte) string { return net.HardwareAddr(b[:]).String() }
+
+// Counters sums a plugin's per-CPU counters map, index by index.
+func Counters(m *ebpf.Map) ([]uint64, error) {
+	out := make([]uint64, m.MaxEntries())
+	var perCPU []uint64
+	for i := range out {
+		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+			return nil, err
+		}
+		for _, v := range perCPU {
+			out[i] += v
+		}
+	}
+	return out, nil
+}
+
+// IPv4Word is ip as a u32 whose memory holds the address in network byte
+// order: how the programs keep addresses (__be32).
+func IPv4Word(ip netip.Addr) uint32 {
+	b := ip.As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+// WordIPv4 is the inverse of IPv4Word.
+func WordIPv4(w uint32) netip.Addr {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], w)
+	return netip.AddrFrom4(b)
+}

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"net/netip"
 	"time"
 )
@@ -26,6 +28,14 @@ type Endpoint struct {
 
 // EndpointKey identifies an attachment the way CNI does.
 func EndpointKey(containerID, ifName string) string { return containerID + "/" + ifName }
+
+// AttachmentID is a short, stable id of an attachment (12 hex digits of
+// sha256(containerID/ifName)). Plugins name what they create per attachment
+// (host veth, link pins) with it, so DEL and GC find it with no state.
+func AttachmentID(containerID, ifName string) string {
+	sum := sha256.Sum256([]byte(EndpointKey(containerID, ifName)))
+	return hex.EncodeToString(sum[:])[:12]
+}
 
 // Key is the endpoint's store key.
 func (e Endpoint) Key() string { return EndpointKey(e.ContainerID, e.IfName) }

@@ -6,9 +6,9 @@ import (
 	"net/netip"
 
 	"github.com/braid-cni/braid/core/bpffs"
+	"github.com/braid-cni/braid/core/bpfobj"
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/tcx"
-	"github.com/cilium/ebpf"
 )
 
 // datapath is this node's veth-ebpf BPF state: the shared endpoint map and
@@ -19,29 +19,14 @@ type datapath struct {
 	objs      vethEbpfObjects
 }
 
-// openDatapath mounts bpffs if needed, opens the shared endpoint map and
-// loads the programs against it.
+// openDatapath loads the programs against the node's endpoint map.
 func openDatapath(bpfRoot string) (*datapath, error) {
-	if err := bpffs.Ensure(bpfRoot); err != nil {
-		return nil, err
-	}
-	dir, err := bpffs.PluginDir(bpfRoot, pluginName)
+	dp := &datapath{bpfRoot: bpfRoot}
+	eps, err := bpfobj.Load(bpfRoot, pluginName, loadVethEbpfObjects, &dp.objs)
 	if err != nil {
 		return nil, err
 	}
-	eps, err := maps.OpenEndpoints(bpfRoot)
-	if err != nil {
-		return nil, err
-	}
-	dp := &datapath{bpfRoot: bpfRoot, endpoints: eps}
-	opts := &ebpf.CollectionOptions{
-		Maps:            ebpf.MapOptions{PinPath: dir},
-		MapReplacements: map[string]*ebpf.Map{"endpoints": eps.Map},
-	}
-	if err := loadVethEbpfObjects(&dp.objs, opts); err != nil {
-		eps.Close()
-		return nil, fmt.Errorf("load veth-ebpf programs: %w", err)
-	}
+	dp.endpoints = eps
 	return dp, nil
 }
 

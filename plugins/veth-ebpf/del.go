@@ -97,4 +97,3 @@ func releaseOwned(tx *store.Tx, owner string) error {
 	}
 	return nil
 }
-

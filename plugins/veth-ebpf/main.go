@@ -3,17 +3,16 @@
 package main
 
 import (
+	"github.com/braid-cni/braid/core/plugin"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
-	"github.com/containernetworking/plugins/pkg/utils/buildversion"
 )
 
 func main() {
-	skel.PluginMainFuncs(skel.CNIFuncs{
+	plugin.Main(pluginName, skel.CNIFuncs{
 		Add:    cmdAdd,
 		Del:    cmdDel,
 		Check:  cmdCheck,
 		GC:     cmdGC,
 		Status: cmdStatus,
-	}, version.PluginSupports("0.4.0", "1.0.0", "1.1.0"), buildversion.BuildString(pluginName))
+	}, reconcile)
 }

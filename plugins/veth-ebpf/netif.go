@@ -1,13 +1,13 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 
+	"github.com/braid-cni/braid/core/routes"
+	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -24,14 +24,10 @@ const hostVethPrefix = "brd"
 // proxy ARP are needed (the same trick Calico uses).
 var gatewayIP = netip.MustParseAddr("169.254.1.1")
 
-// routeProtocol tags the host routes braid installs, so they can be told apart.
-const routeProtocol netlink.RouteProtocol = 0xbd
-
 // hostVethName derives the host-side name from the attachment, so DEL and GC
 // find it without any state.
 func hostVethName(containerID, ifName string) string {
-	sum := sha256.Sum256([]byte(containerID + "/" + ifName))
-	return hostVethPrefix + hex.EncodeToString(sum[:])[:12]
+	return hostVethPrefix + store.AttachmentID(containerID, ifName)
 }
 
 // podLink is what ADD learns about the new interfaces.
@@ -113,7 +109,7 @@ func configurePod(netns ns.NetNS, ifName string, addr netip.Addr, hostMAC net.Ha
 func configureHost(host netlink.Link, addr netip.Addr, podMAC net.HardwareAddr) error {
 	idx := host.Attrs().Index
 	if err := netlink.RouteReplace(&netlink.Route{
-		LinkIndex: idx, Dst: hostPrefix(addr), Scope: netlink.SCOPE_LINK, Protocol: routeProtocol,
+		LinkIndex: idx, Dst: hostPrefix(addr), Scope: netlink.SCOPE_LINK, Protocol: routes.Protocol,
 	}); err != nil {
 		return fmt.Errorf("route to pod %s: %w", addr, err)
 	}

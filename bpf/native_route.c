@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//go:build ignore
+
+/*
+ * native-route: pods on different nodes without an overlay. The node's routing
+ * table holds a route per remote pod CIDR via that node's IP; the programs
+ * let pod traffic skip the stack:
+ *
+ *   from_container (tcx ingress of a pod's host veth, after veth-ebpf):
+ *     bpf_fib_lookup; a packet routed out of the node device is sent there
+ *     directly (bpf_redirect, or bpf_redirect_neigh when the next hop is not
+ *     resolved yet). Anything the lookup cannot answer (local, fragmentation
+ *     needed, no route...) goes on with TCX_NEXT, to the stack.
+ *   from_netdev (tcx ingress of the node device): a packet for a pod on this
+ *     node goes straight into its netns with bpf_redirect_peer.
+ */
+
+#include "braid.h"
+#include "parse.h"
+#include "endpoint.h"
+#include "counters.h"
+#include "l3.h"
+
+struct native_conf {
+	__u32 device_ifindex;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct native_conf);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} native_settings SEC(".maps");
+
+/* Counter indices; mirrored in plugins/native-route/counters.go. */
+enum {
+	CNT_FIB_REDIRECT       = 0,
+	CNT_FIB_REDIRECT_NEIGH = 1,
+	CNT_PASS_NEXT          = 2,
+	CNT_FIB_TO_STACK       = 3,
+	CNT_NETDEV_DELIVER     = 4,
+	CNT_NETDEV_PASS        = 5,
+	CNT_DROP_REWRITE       = 6,
+};
+
+__inline __u32 device_ifindex(void)
+{
+	__u32 zero = 0;
+	struct native_conf *s = bpf_map_lookup_elem(&native_settings, &zero);
+
+	return s ? s->device_ifindex : 0;
+}
+
+SEC("tc")
+int from_container(struct __sk_buff *skb)
+{
+	struct iphdr *ip = ipv4_hdr(skb);
+	struct bpf_fib_lookup fib = {};
+	__u32 dev = device_ifindex();
+	long rc;
+
+	if (!ip || !dev || ip->ttl <= 1) {
+		count(CNT_PASS_NEXT);
+		return BRAID_NEXT;
+	}
+	fib.family = AF_INET;
+	fib.tos = ip->tos;
+	fib.l4_protocol = ip->protocol;
+	fib.tot_len = bpf_ntohs(ip->tot_len);
+	fib.ipv4_src = ip->saddr;
+	fib.ipv4_dst = ip->daddr;
+	fib.ifindex = skb->ingress_ifindex;
+
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) || fib.ifindex != dev) {
+		/* Not ours to forward: local, frag needed, unreachable, another device. */
+		count(CNT_FIB_TO_STACK);
+		return BRAID_NEXT;
+	}
+	if (ipv4_dec_ttl(skb, ip->ttl) < 0) {
+		count(CNT_DROP_REWRITE);
+		return TC_ACT_SHOT;
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = fib.ipv4_dst };
+
+		count(CNT_FIB_REDIRECT_NEIGH);
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
+	if (set_macs(skb, fib.dmac, fib.smac) < 0) {
+		count(CNT_DROP_REWRITE);
+		return TC_ACT_SHOT;
+	}
+	count(CNT_FIB_REDIRECT);
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+SEC("tc")
+int from_netdev(struct __sk_buff *skb)
+{
+	struct endpoint_info *ep;
+	struct iphdr *ip = ipv4_hdr(skb);
+
+	if (!ip || !(ep = endpoint_lookup(ip->daddr))) {
+		count(CNT_NETDEV_PASS);
+		return BRAID_NEXT;
+	}
+	count(CNT_NETDEV_DELIVER);
+	return deliver_local(skb, ip, ep);
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

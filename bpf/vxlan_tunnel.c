@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//go:build ignore
+
+/*
+ * vxlan-tunnel: the overlay between nodes, on one collect_md VXLAN device.
+ *
+ *   from_container (tcx ingress of a pod's host veth, after veth-ebpf): a
+ *     packet for another node's pod CIDR gets its tunnel key from the tunnel
+ *     map and is redirected to the VXLAN device; anything else: TCX_NEXT.
+ *   to_overlay (tcx egress of the VXLAN device): sets the tunnel key of
+ *     packets the node's stack routes into the device (node-to-pod traffic,
+ *     and the stack fallback).
+ *   from_overlay (tcx ingress of the VXLAN device): accepts decapsulated
+ *     packets only from known nodes (tunnel_peers), with inner sources inside
+ *     that node's pod CIDR or the node itself, and delivers local pods'
+ *     packets with bpf_redirect_peer.
+ */
+
+#include "braid.h"
+#include "parse.h"
+#include "endpoint.h"
+#include "counters.h"
+#include "l3.h"
+
+#define TUNNEL_PEERS_MAX 4096
+
+struct tunnel_key {
+	__u32 prefixlen;
+	__u32 ip4; /* network byte order */
+};
+
+struct tunnel_endpoint {
+	__u32 node_ip; /* network byte order */
+	__u32 flags;   /* reserved, zero */
+};
+
+/* Remote pod CIDR -> the node that owns it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct tunnel_key);
+	__type(value, struct tunnel_endpoint);
+	__uint(max_entries, TUNNEL_PEERS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tunnel_map SEC(".maps");
+
+/* Node IPs allowed as outer sources: the known peers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);   /* node IP, network byte order */
+	__type(value, __u32); /* reserved, zero */
+	__uint(max_entries, TUNNEL_PEERS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tunnel_peers SEC(".maps");
+
+struct tunnel_conf {
+	__u32 vxlan_ifindex;
+	__u32 vni;
+	__u32 node_ip; /* this node, network byte order: the outer source */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct tunnel_conf);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tunnel_settings SEC(".maps");
+
+/* Counter indices; mirrored in plugins/vxlan-tunnel/counters.go. */
+enum {
+	CNT_ENCAP            = 0,
+	CNT_PASS_NEXT        = 1,
+	CNT_DECAP_DELIVER    = 2,
+	CNT_DECAP_TO_STACK   = 3,
+	CNT_DROP_NO_KEY      = 4,
+	CNT_DROP_UNKNOWN_PEER = 5,
+	CNT_DROP_WRONG_VNI   = 6,
+	CNT_DROP_SPOOFED_INNER = 7,
+	CNT_DROP_MALFORMED   = 8,
+	CNT_DROP_SET_KEY     = 9,
+	CNT_NOT_CONFIGURED   = 10,
+};
+
+__inline struct tunnel_conf *settings(void)
+{
+	__u32 zero = 0;
+	struct tunnel_conf *s = bpf_map_lookup_elem(&tunnel_settings, &zero);
+
+	return s && s->vxlan_ifindex ? s : NULL;
+}
+
+__inline struct tunnel_endpoint *tunnel_lookup(__u32 ip4)
+{
+	struct tunnel_key key = { .prefixlen = 32, .ip4 = ip4 };
+
+	return bpf_map_lookup_elem(&tunnel_map, &key);
+}
+
+/* set_key points the packet at the node that owns its destination, or returns -1. */
+__inline int set_key(struct __sk_buff *skb, struct tunnel_conf *s, __u32 daddr)
+{
+	struct tunnel_endpoint *te = tunnel_lookup(daddr);
+	struct bpf_tunnel_key key = {};
+
+	if (!te)
+		return -1;
+	key.remote_ipv4 = bpf_ntohl(te->node_ip);
+	key.local_ipv4 = bpf_ntohl(s->node_ip);
+	key.tunnel_id = s->vni;
+	key.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0) {
+		count(CNT_DROP_SET_KEY);
+		return -2;
+	}
+	return 0;
+}
+
+SEC("tc")
+int from_container(struct __sk_buff *skb)
+{
+	struct tunnel_conf *s = settings();
+	struct iphdr *ip = ipv4_hdr(skb);
+	int rc;
+
+	if (!ip || !s) {
+		count(CNT_PASS_NEXT);
+		return BRAID_NEXT;
+	}
+	rc = set_key(skb, s, ip->daddr);
+	if (rc == -1) {
+		count(CNT_PASS_NEXT);
+		return BRAID_NEXT;
+	}
+	if (rc < 0)
+		return TC_ACT_SHOT;
+	count(CNT_ENCAP);
+	return bpf_redirect(s->vxlan_ifindex, 0);
+}
+
+SEC("tc")
+int to_overlay(struct __sk_buff *skb)
+{
+	struct tunnel_conf *s = settings();
+	struct iphdr *ip = ipv4_hdr(skb);
+
+	if (!s) {
+		count(CNT_NOT_CONFIGURED);
+		return TC_ACT_SHOT;
+	}
+	if (!ip || set_key(skb, s, ip->daddr) < 0) {
+		/* A collect_md device cannot send without a key. */
+		count(CNT_DROP_NO_KEY);
+		return TC_ACT_SHOT;
+	}
+	return BRAID_NEXT;
+}
+
+/* inner_source_ok: the sender may only speak for its own pods and itself. */
+__inline bool inner_source_ok(__u32 saddr, __u32 outer_src)
+{
+	struct tunnel_endpoint *te;
+
+	if (saddr == outer_src)
+		return true;
+	te = tunnel_lookup(saddr);
+	return te && te->node_ip == outer_src;
+}
+
+SEC("tc")
+int from_overlay(struct __sk_buff *skb)
+{
+	struct tunnel_conf *s = settings();
+	struct bpf_tunnel_key key = {};
+	struct endpoint_info *ep;
+	struct iphdr *ip;
+	__u32 outer_src;
+
+	if (!s) {
+		count(CNT_NOT_CONFIGURED);
+		return TC_ACT_SHOT;
+	}
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0) {
+		count(CNT_DROP_NO_KEY);
+		return TC_ACT_SHOT;
+	}
+	if (key.tunnel_id != s->vni) {
+		count(CNT_DROP_WRONG_VNI);
+		return TC_ACT_SHOT;
+	}
+	outer_src = bpf_htonl(key.remote_ipv4);
+	if (!bpf_map_lookup_elem(&tunnel_peers, &outer_src)) {
+		count(CNT_DROP_UNKNOWN_PEER);
+		return TC_ACT_SHOT;
+	}
+	ip = ipv4_hdr(skb);
+	if (!ip) {
+		count(CNT_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	if (!inner_source_ok(ip->saddr, outer_src)) {
+		count(CNT_DROP_SPOOFED_INNER);
+		return TC_ACT_SHOT;
+	}
+	ep = endpoint_lookup(ip->daddr);
+	if (!ep) {
+		/* For the node itself: the inner MAC is the sender's device's. */
+		bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
+		count(CNT_DECAP_TO_STACK);
+		return BRAID_NEXT;
+	}
+	count(CNT_DECAP_DELIVER);
+	return deliver_local(skb, ip, ep);
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

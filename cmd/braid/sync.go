@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/braid-cni/braid/core/plugin"
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/spf13/cobra"
+)
+
+func syncCmd(g *globals) *cobra.Command {
+	var conflist, cniPath string
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "bring every braid plugin of the node's conflist in line with the store",
+		Long: "sync runs each plugin of the conflist in reconcile mode: node-wide devices, routes,\n" +
+			"maps and attachments are made to match the node store. Plugins that are not braid's\n" +
+			"(ptp, say) are skipped.",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			reports, err := syncConflist(conflist, filepath.SplitList(cniPath))
+			if err != nil {
+				return err
+			}
+			t := table{header: []string{"PLUGIN", "RESULT"}, json: reports}
+			problems := 0
+			for _, r := range reports {
+				if len(r.Changes) == 0 && len(r.Problems) == 0 {
+					t.rows = append(t.rows, []string{r.Plugin, "in sync"})
+				}
+				for _, c := range r.Changes {
+					t.rows = append(t.rows, []string{r.Plugin, c})
+				}
+				for _, p := range r.Problems {
+					t.rows = append(t.rows, []string{r.Plugin, "PROBLEM: " + p})
+				}
+				problems += len(r.Problems)
+			}
+			if err := g.print(stdout(), t); err != nil {
+				return err
+			}
+			if problems > 0 {
+				return fmt.Errorf("%d problem(s) left", problems)
+			}
+			return nil
+		},
+	}
+	defPath := os.Getenv("CNI_PATH")
+	if defPath == "" {
+		defPath = "/opt/cni/bin"
+	}
+	cmd.Flags().StringVar(&conflist, "conflist", "/etc/cni/net.d/braid.conflist", "the node's conflist")
+	cmd.Flags().StringVar(&cniPath, "cni-path", defPath, "where the plugin binaries are (a PATH-style list)")
+	return cmd
+}
+
+// syncConflist runs `<plugin> reconcile` for each plugin in the conflist with
+// the same config libcni would give it, and collects the reports.
+func syncConflist(path string, cniPath []string) ([]plugin.Report, error) {
+	list, err := libcni.ConfListFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("conflist %s: %w", path, err)
+	}
+	reports := []plugin.Report{}
+	for _, p := range list.Plugins {
+		bin, err := invoke.FindInPath(p.Network.Type, cniPath)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", p.Network.Type, err)
+		}
+		conf, err := pluginConfig(p.Bytes, list.Name, list.CNIVersion)
+		if err != nil {
+			return nil, err
+		}
+		r, ok, err := reconcilePlugin(bin, conf)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", p.Network.Type, err)
+		}
+		if ok {
+			reports = append(reports, r)
+		}
+	}
+	return reports, nil
+}
+
+// pluginConfig adds the list's name and version, as libcni does.
+func pluginConfig(raw []byte, name, version string) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	m["name"], m["cniVersion"] = name, version
+	return json.Marshal(m)
+}
+
+// reconcilePlugin runs one plugin in reconcile mode. A plugin that prints no
+// report is not a braid plugin (ok false).
+func reconcilePlugin(bin string, conf []byte) (r plugin.Report, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, plugin.ReconcileVerb)
+	cmd.Env = withoutCNIEnv(os.Environ())
+	cmd.Stdin = bytes.NewReader(conf)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	runErr := cmd.Run()
+	if out.Len() == 0 {
+		return r, false, nil
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.Plugin == "" {
+		return r, false, nil
+	}
+	if runErr != nil && len(r.Problems) == 0 {
+		r.Problems = append(r.Problems, runErr.Error())
+	}
+	return r, true, nil
+}
+
+func withoutCNIEnv(env []string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, "CNI_") {
+			out = append(out, e)
+		}
+	}
+	return out
+}

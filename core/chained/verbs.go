@@ -1,0 +1,145 @@
+package chained
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/braid-cni/braid/core/bpffs"
+	"github.com/braid-cni/braid/core/chain"
+	"github.com/braid-cni/braid/core/cnierr"
+	"github.com/braid-cni/braid/core/config"
+	"github.com/braid-cni/braid/core/plugin"
+	"github.com/braid-cni/braid/core/store"
+	"github.com/braid-cni/braid/core/tcx"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+)
+
+func (p Plugin) cmdAdd(args *skel.CmdArgs) error {
+	c, err := p.open(args.StdinData, "ADD")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	std := config.Standard(c.conf)
+	a, err := chain.FromPrevResult(std.PrevResult, p.Name)
+	if err != nil {
+		return err
+	}
+	report := &plugin.Report{Plugin: p.Name}
+	if err := c.dp.Reconcile(c.cluster, report); err != nil {
+		return cnierr.Wrap(err, "%s ADD: node datapath", p.Name)
+	}
+	for _, prob := range report.Problems {
+		c.log.Warn("node datapath", "problem", prob)
+	}
+	if err := c.dp.AdjustPod(c.cluster, a); err != nil {
+		return cnierr.Wrap(err, "%s ADD", p.Name)
+	}
+	if prog := c.dp.PodProgram(); prog != nil {
+		host, err := netlinksafe.LinkByName(a.Host.Name)
+		if err != nil {
+			return cnierr.Wrap(err, "%s ADD: host interface %s from prevResult", p.Name, a.Host.Name)
+		}
+		if err := tcx.Attach(host.Attrs().Index, tcx.Ingress, prog, c.podPin(p.Name, args.ContainerID, args.IfName)); err != nil {
+			return cnierr.Wrap(err, "%s ADD", p.Name)
+		}
+	}
+	c.log.Info("added", "container", args.ContainerID, "host", a.Host.Name)
+	return types.PrintResult(a.Result, std.CNIVersion)
+}
+
+// cmdDel removes the pod's link pin (the interface plugin deletes the veth,
+// which detaches the program; the pin would outlive it). Absent is fine.
+func (p Plugin) cmdDel(args *skel.CmdArgs) error {
+	conf, err := p.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	pin := bpffs.LinkPin(conf.Shared().BPFRoot, p.Name, store.AttachmentID(args.ContainerID, args.IfName)+"_ingress")
+	return cnierr.Wrap(tcx.Detach(pin), "%s DEL", p.Name)
+}
+
+func (p Plugin) cmdCheck(args *skel.CmdArgs) error {
+	c, err := p.open(args.StdinData, "CHECK")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	a, err := chain.FromPrevResult(config.Standard(c.conf).PrevResult, p.Name)
+	if err != nil {
+		return err
+	}
+	if err := c.dp.CheckNode(c.cluster); err != nil {
+		return cnierr.Wrap(err, "%s CHECK: node", p.Name)
+	}
+	if err := c.dp.CheckPod(c.cluster, a); err != nil {
+		return cnierr.Wrap(err, "%s CHECK: pod", p.Name)
+	}
+	if c.dp.PodProgram() == nil {
+		return nil
+	}
+	host, err := netlinksafe.LinkByName(a.Host.Name)
+	if err != nil {
+		return cnierr.Wrap(err, "%s CHECK: host interface %s", p.Name, a.Host.Name)
+	}
+	return cnierr.Wrap(tcx.Verify(c.podPin(p.Name, args.ContainerID, args.IfName), host.Attrs().Index), "%s CHECK: pod program", p.Name)
+}
+
+// cmdGC removes the pod pins of attachments that are not valid any more,
+// then reconciles the node (dropping state for nodes that left).
+func (p Plugin) cmdGC(args *skel.CmdArgs) error {
+	c, err := p.open(args.StdinData, "GC")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	valid := map[string]bool{}
+	for _, v := range config.Standard(c.conf).ValidAttachments {
+		valid[store.AttachmentID(v.ContainerID, v.IfName)+"_ingress"] = true
+	}
+	pins, err := bpffs.LinkPins(c.common.BPFRoot, p.Name)
+	if err != nil {
+		return cnierr.Wrap(err, "%s GC", p.Name)
+	}
+	for _, pin := range pins {
+		if !valid[pin] && !strings.HasPrefix(pin, "dev-") {
+			if err := tcx.Detach(bpffs.LinkPin(c.common.BPFRoot, p.Name, pin)); err != nil {
+				return cnierr.Wrap(err, "%s GC", p.Name)
+			}
+			c.log.Info("gc pin", "pin", pin)
+		}
+	}
+	return cnierr.Wrap(c.dp.Reconcile(c.cluster, &plugin.Report{}), "%s GC", p.Name)
+}
+
+// cmdStatus is ready when the node is initialized (else 50) and its
+// node-wide datapath can be made whole (else 51, limited connectivity). It
+// reconciles rather than only checks: a runtime that waits for a ready
+// network before its first ADD must not wait forever for that ADD.
+func (p Plugin) cmdStatus(args *skel.CmdArgs) error {
+	c, err := p.open(args.StdinData, "STATUS")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r := &plugin.Report{}
+	if err := c.dp.Reconcile(c.cluster, r); err != nil {
+		r.Problem("%v", err)
+	}
+	if len(r.Problems) > 0 {
+		return types.NewError(types.ErrLimitedConnectivity, fmt.Sprintf("%s: %s", p.Name, strings.Join(r.Problems, "; ")), "")
+	}
+	return nil
+}
+
+// reconcile is `<plugin> reconcile`: the node-wide half of ADD.
+func (p Plugin) reconcile(stdin []byte, r *plugin.Report) error {
+	c, err := p.open(stdin, "RECONCILE")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.dp.Reconcile(c.cluster, r)
+}
