@@ -4,7 +4,7 @@
 GO       ?= go
 BIN      := $(CURDIR)/bin
 TOOLS    := $(BIN)/tools
-PLUGINS  := veth-ebpf vxlan-tunnel native-route
+PLUGINS  := veth-ebpf vxlan-tunnel native-route sock-lb
 CNI_BIN_DIR ?= /opt/cni/bin
 # Reference plugins the benchmarks and chaining tests compare against.
 CNI_PLUGINS_VERSION := v1.9.1

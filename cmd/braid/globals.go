@@ -81,3 +81,8 @@ func (g *globals) view(fn func(*store.Tx) error) error {
 	defer st.Close()
 	return st.View(fn)
 }
+
+// readAllLimited reads at most 64 MiB: a service file, not a stream.
+func readAllLimited(r io.Reader) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, 64<<20))
+}

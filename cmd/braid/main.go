@@ -26,6 +26,6 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	g.bind(root)
-	root.AddCommand(nodeCmd(g), endpointCmd(g), bpfCmd(g), statusCmd(g), syncCmd(g))
+	root.AddCommand(nodeCmd(g), endpointCmd(g), bpfCmd(g), statusCmd(g), syncCmd(g), serviceCmd(g))
 	return root
 }

@@ -11,12 +11,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Loader is a bpf2go loadXObjects function.
-type Loader func(obj any, opts *ebpf.CollectionOptions) error
+// Spec is a bpf2go loadX function: the plugin's collection spec.
+type Spec func() (*ebpf.CollectionSpec, error)
 
 // Load fills objs (a bpf2go Objects struct) for plugin and returns the shared
 // endpoint map, which the caller closes along with objs.
-func Load(bpfRoot, plugin string, load Loader, objs any) (*maps.Endpoints, error) {
+func Load(bpfRoot, plugin string, load Spec, objs any) (*maps.Endpoints, error) {
 	if err := bpffs.Ensure(bpfRoot); err != nil {
 		return nil, err
 	}
@@ -28,11 +28,16 @@ func Load(bpfRoot, plugin string, load Loader, objs any) (*maps.Endpoints, error
 	if err != nil {
 		return nil, err
 	}
-	opts := &ebpf.CollectionOptions{
-		Maps:            ebpf.MapOptions{PinPath: dir},
-		MapReplacements: map[string]*ebpf.Map{"endpoints": eps.Map},
+	spec, err := load()
+	if err != nil {
+		eps.Close()
+		return nil, err
 	}
-	if err := load(objs, opts); err != nil {
+	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
+	if _, ok := spec.Maps[maps.EndpointsPin]; ok {
+		opts.MapReplacements = map[string]*ebpf.Map{maps.EndpointsPin: eps.Map}
+	}
+	if err := spec.LoadAndAssign(objs, opts); err != nil {
 		eps.Close()
 		return nil, fmt.Errorf("load %s programs: %w", plugin, err)
 	}

@@ -41,8 +41,9 @@ type Datapath interface {
 
 // Cluster is the node's view of the cluster, read from the store.
 type Cluster struct {
-	Node  store.Node
-	Peers []store.Peer
+	Node     store.Node
+	Peers    []store.Peer
+	Services []store.Service
 }
 
 // Plugin describes one chained plugin.
@@ -107,7 +108,11 @@ func (c *call) readCluster() error {
 			return err
 		}
 		peers, err := tx.Peers()
-		c.cluster = Cluster{Node: node, Peers: peers}
+		if err != nil {
+			return err
+		}
+		services, err := tx.Services()
+		c.cluster = Cluster{Node: node, Peers: peers, Services: services}
 		return err
 	})
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
 	"time"
@@ -75,11 +74,4 @@ func (t *Tx) Endpoints() ([]Endpoint, error) {
 }
 
 // nextEndpointID hands out ids from 1, never reusing one while the store lives.
-func (t *Tx) nextEndpointID() (uint32, error) {
-	meta := t.tx.Bucket(bucketMeta)
-	id := uint32(1)
-	if v := meta.Get(keyNextID); v != nil {
-		id = binary.BigEndian.Uint32(v)
-	}
-	return id, meta.Put(keyNextID, binary.BigEndian.AppendUint32(nil, id+1))
-}
+func (t *Tx) nextEndpointID() (uint32, error) { return t.counter(keyNextID) }

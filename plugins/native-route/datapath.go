@@ -28,7 +28,7 @@ type datapath struct {
 
 func openDatapath(conf *NetConf) (*datapath, error) {
 	d := &datapath{conf: conf}
-	eps, err := bpfobj.Load(conf.BPFRoot, pluginName, loadNativeRouteObjects, &d.objs)
+	eps, err := bpfobj.Load(conf.BPFRoot, pluginName, loadNativeRoute, &d.objs)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ type datapath struct {
 // openDatapath loads the programs against the node's endpoint map.
 func openDatapath(bpfRoot string) (*datapath, error) {
 	dp := &datapath{bpfRoot: bpfRoot}
-	eps, err := bpfobj.Load(bpfRoot, pluginName, loadVethEbpfObjects, &dp.objs)
+	eps, err := bpfobj.Load(bpfRoot, pluginName, loadVethEbpf, &dp.objs)
 	if err != nil {
 		return nil, err
 	}

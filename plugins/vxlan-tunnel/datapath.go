@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -30,7 +29,7 @@ type datapath struct {
 
 func openDatapath(conf *NetConf) (*datapath, error) {
 	d := &datapath{conf: conf}
-	eps, err := bpfobj.Load(conf.BPFRoot, pluginName, loadVxlanTunnelObjects, &d.objs)
+	eps, err := bpfobj.Load(conf.BPFRoot, pluginName, loadVxlanTunnel, &d.objs)
 	if err != nil {
 		return nil, err
 	}
@@ -115,63 +114,33 @@ func peerRoutes(ifindex int, peers []store.Peer) []netlink.Route {
 // syncMaps makes tunnel_map (pod CIDR -> node IP) and tunnel_peers (known
 // node IPs) hold exactly the cluster's peers.
 func (d *datapath) syncMaps(peers []store.Peer, r *plugin.Report) error {
-	wantTunnels := map[vxlanTunnelTunnelKey]vxlanTunnelTunnelEndpoint{}
-	wantPeers := map[uint32]bool{}
+	tunnels := map[vxlanTunnelTunnelKey]vxlanTunnelTunnelEndpoint{}
+	nodes := map[uint32]uint32{}
 	for _, p := range peers {
-		wantTunnels[tunnelKey(p.PodCIDR)] = vxlanTunnelTunnelEndpoint{NodeIp: maps.IPv4Word(p.NodeIP)}
-		wantPeers[maps.IPv4Word(p.NodeIP)] = true
+		tunnels[tunnelKey(p.PodCIDR)] = vxlanTunnelTunnelEndpoint{NodeIp: maps.IPv4Word(p.NodeIP)}
+		nodes[maps.IPv4Word(p.NodeIP)] = 0
 	}
-	var k vxlanTunnelTunnelKey
-	var v vxlanTunnelTunnelEndpoint
-	var stale []vxlanTunnelTunnelKey
-	it := d.objs.TunnelMap.Iterate()
-	for it.Next(&k, &v) {
-		if want, ok := wantTunnels[k]; !ok || want != v {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
+	removed, err := maps.DeleteExcept(d.objs.TunnelMap, tunnels)
+	if err != nil {
 		return err
 	}
-	for _, k := range stale {
-		if err := d.objs.TunnelMap.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
-		}
+	for _, k := range removed {
 		r.Changed("tunnel map: removed %s", keyPrefix(k))
 	}
-	for k, v := range wantTunnels {
-		var have vxlanTunnelTunnelEndpoint
-		if d.objs.TunnelMap.Lookup(k, &have) == nil && have == v {
-			continue
-		}
-		if err := d.objs.TunnelMap.Put(k, v); err != nil {
+	for k, v := range tunnels {
+		changed, err := maps.PutIfChanged(d.objs.TunnelMap, k, v)
+		if err != nil {
 			return fmt.Errorf("tunnel map: %w (it holds %d nodes)", err, d.objs.TunnelMap.MaxEntries())
 		}
-		r.Changed("tunnel map: %s -> %s", keyPrefix(k), maps.WordIPv4(v.NodeIp))
-	}
-	return syncSet(d.objs.TunnelPeers, wantPeers)
-}
-
-// syncSet makes a hash map of node IPs hold exactly want.
-func syncSet(m *ebpf.Map, want map[uint32]bool) error {
-	var k, v uint32
-	var stale []uint32
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		if !want[k] {
-			stale = append(stale, k)
+		if changed {
+			r.Changed("tunnel map: %s -> %s", keyPrefix(k), maps.WordIPv4(v.NodeIp))
 		}
 	}
-	if err := it.Err(); err != nil {
+	if _, err := maps.DeleteExcept(d.objs.TunnelPeers, nodes); err != nil {
 		return err
 	}
-	for _, k := range stale {
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
-		}
-	}
-	for k := range want {
-		if err := m.Put(k, uint32(0)); err != nil {
+	for k, v := range nodes {
+		if _, err := maps.PutIfChanged(d.objs.TunnelPeers, k, v); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/braid-cni/braid/core/bpfobj"
+	"github.com/braid-cni/braid/core/cgroup"
+	"github.com/braid-cni/braid/core/chain"
+	"github.com/braid-cni/braid/core/chained"
+	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/core/plugin"
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// datapath is sock-lb's loaded programs and maps for one call.
+type datapath struct {
+	conf *NetConf
+	objs sockLbObjects
+	eps  *maps.Endpoints
+}
+
+func openDatapath(conf *NetConf) (*datapath, error) {
+	d := &datapath{conf: conf}
+	eps, err := bpfobj.Load(conf.BPFRoot, pluginName, loadSockLb, &d.objs)
+	if err != nil {
+		return nil, err
+	}
+	d.eps = eps
+	return d, nil
+}
+
+func (d *datapath) Close() {
+	d.objs.Close()
+	d.eps.Close()
+}
+
+// Socket balancing needs nothing per pod.
+func (d *datapath) PodProgram() *ebpf.Program                          { return nil }
+func (d *datapath) AdjustPod(chained.Cluster, *chain.Attachment) error { return nil }
+func (d *datapath) CheckPod(chained.Cluster, *chain.Attachment) error  { return nil }
+
+// hooks are the four socket programs and where they attach.
+func (d *datapath) hooks() []struct {
+	name   string
+	attach ebpf.AttachType
+	prog   *ebpf.Program
+} {
+	return []struct {
+		name   string
+		attach ebpf.AttachType
+		prog   *ebpf.Program
+	}{
+		{"connect4", ebpf.AttachCGroupInet4Connect, d.objs.SockConnect4},
+		{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, d.objs.SockSendmsg4},
+		{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg, d.objs.SockRecvmsg4},
+		{"getpeername4", ebpf.AttachCgroupInet4GetPeername, d.objs.SockGetpeername4},
+	}
+}
+
+func (d *datapath) hookPin(name string) string {
+	return chained.NodePin(d.conf.BPFRoot, pluginName, "cgroup", name)
+}
+
+// Reconcile attaches the socket programs at cgroupRoot and makes the
+// service and backend maps hold exactly the store's services.
+func (d *datapath) Reconcile(c chained.Cluster, r *plugin.Report) error {
+	cookie, err := netnsCookie()
+	if err != nil {
+		return err
+	}
+	conf := sockLbLbConf{HostNetnsCookie: cookie}
+	if d.conf.HostNamespaceOnly {
+		conf.HostNsOnly = 1
+	}
+	if err := d.objs.LbSettings.Put(uint32(0), conf); err != nil {
+		return fmt.Errorf("lb settings: %w", err)
+	}
+	for _, h := range d.hooks() {
+		if err := cgroup.Attach(d.conf.CgroupRoot, h.attach, h.prog, d.hookPin(h.name)); err != nil {
+			return err
+		}
+	}
+	return d.syncServices(c, r)
+}
+
+// CheckNode verifies the attachments and that every service is in the maps
+// with its backend count.
+func (d *datapath) CheckNode(c chained.Cluster) error {
+	for _, h := range d.hooks() {
+		if err := cgroup.Verify(d.conf.CgroupRoot, d.hookPin(h.name)); err != nil {
+			return err
+		}
+	}
+	for _, s := range c.Services {
+		var v sockLbLbService
+		if err := d.objs.LbServices.Lookup(serviceKey(s), &v); err != nil {
+			return fmt.Errorf("service %s (%s:%d/%s) is not in the service map", s.Name, s.VIP, s.Port, s.Protocol)
+		}
+		if int(v.Count) != len(s.Backends) || v.Id != s.ID {
+			return fmt.Errorf("service %s has %d backends in the map, %d in the store", s.Name, v.Count, len(s.Backends))
+		}
+	}
+	return nil
+}
+
+// netnsCookie is the cookie of the netns this plugin runs in: the node's.
+func netnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if errors.Is(err, syscall.ENOPROTOOPT) {
+		return 0, errors.New("kernel lacks SO_NETNS_COOKIE (5.14+), needed by hostNamespaceOnly")
+	}
+	return cookie, err
+}
