@@ -41,12 +41,35 @@ func Ensure(bpfRoot string) error {
 		if err := os.MkdirAll(mountPoint, 0o700); err != nil {
 			return fmt.Errorf("bpffs: create %s: %w", mountPoint, err)
 		}
-		if err := unix.Mount("bpffs", mountPoint, "bpf", 0, "mode=0700"); err != nil {
-			return fmt.Errorf("bpffs: mount on %s: %w", mountPoint, err)
+		if err := mountOnce(mountPoint); err != nil {
+			return err
 		}
 	}
 	if err := os.MkdirAll(bpfRoot, 0o700); err != nil {
 		return fmt.Errorf("bpffs: create %s: %w", bpfRoot, err)
+	}
+	return nil
+}
+
+// mountOnce mounts a bpffs on dir unless one is already there, holding an
+// flock on dir meanwhile: callers racing to prepare a fresh node would
+// otherwise stack several bpffs mounts, and pins made in a lower one vanish
+// from view (two endpoint maps on one node). A caller that opens dir after
+// the mount locks the new bpffs root instead, and finds it mounted.
+func mountOnce(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("bpffs: open %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("bpffs: lock %s: %w", dir, err)
+	}
+	if IsMounted(dir) {
+		return nil
+	}
+	if err := unix.Mount("bpffs", dir, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("bpffs: mount on %s: %w", dir, err)
 	}
 	return nil
 }
