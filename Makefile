@@ -4,15 +4,18 @@
 GO       ?= go
 BIN      := $(CURDIR)/bin
 TOOLS    := $(BIN)/tools
-PLUGINS  := veth-ebpf vxlan-tunnel native-route sock-lb
+PLUGINS  := veth-ebpf vxlan-tunnel native-route sock-lb dsr
 CNI_BIN_DIR ?= /opt/cni/bin
 # Reference plugins the benchmarks and chaining tests compare against.
 CNI_PLUGINS_VERSION := v1.9.1
 CNITOOL_VERSION     := v1.3.1
+# The datapath plugin interface's generated code (core/datapathrpc).
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all deps generate check-generated build install test unit integration bench demo lint clean
+.PHONY: all deps proto-tools proto generate check-generated build install test unit integration bench demo lint clean
 
 all: build
 
@@ -24,11 +27,19 @@ deps:
 		github.com/containernetworking/plugins/plugins/main/bridge@$(CNI_PLUGINS_VERSION) \
 		github.com/containernetworking/plugins/plugins/ipam/host-local@$(CNI_PLUGINS_VERSION)
 
-generate: deps
+generate: deps proto
 	$(GO) generate ./plugins/...
 
+proto-tools:
+	@test -x $(TOOLS)/protoc-gen-go || GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@test -x $(TOOLS)/protoc-gen-go-grpc || GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# core/datapathrpc from its .proto; the output is committed.
+proto: deps proto-tools
+	cd core/datapathrpc && protoc --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. datapath.proto
+
 # Fails when a committed bpf2go output differs from what bpf/ compiles to.
-check-generated: deps
+check-generated: deps proto-tools
 	@hack/check-generated.sh
 
 build:

@@ -149,3 +149,17 @@ func WordIPv4(w uint32) netip.Addr {
 	binary.NativeEndian.PutUint32(b[:], w)
 	return netip.AddrFrom4(b)
 }
+
+// Port16 is a port as the programs keep it (__be16): network byte order in memory.
+func Port16(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// Unport16 is the inverse of Port16.
+func Unport16(p uint16) uint16 {
+	var b [2]byte
+	binary.NativeEndian.PutUint16(b[:], p)
+	return binary.BigEndian.Uint16(b[:])
+}

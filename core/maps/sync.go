@@ -39,3 +39,22 @@ func DeleteExcept[K, V comparable](m *ebpf.Map, keep map[K]V) ([]K, error) {
 	}
 	return stale, nil
 }
+
+// Sync makes m hold exactly want: stale and differing entries are removed,
+// missing and differing ones written. It returns the keys it wrote and the
+// keys it removed.
+func Sync[K, V comparable](m *ebpf.Map, want map[K]V) (written, removed []K, err error) {
+	if removed, err = DeleteExcept(m, want); err != nil {
+		return nil, removed, err
+	}
+	for k, v := range want {
+		changed, err := PutIfChanged(m, k, v)
+		if err != nil {
+			return written, removed, err
+		}
+		if changed {
+			written = append(written, k)
+		}
+	}
+	return written, removed, nil
+}

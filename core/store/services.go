@@ -163,3 +163,11 @@ func (t *Tx) counter(key []byte) (uint32, error) {
 	}
 	return id, meta.Put(key, binary.BigEndian.AppendUint32(nil, id+1))
 }
+
+// ProtoNumber is the service's IP protocol number (IPPROTO_TCP or _UDP).
+func (s *Service) ProtoNumber() uint8 {
+	if s.Protocol == UDP {
+		return 17
+	}
+	return 6
+}

@@ -25,6 +25,16 @@ const (
 // already pinned there for the same interface, its program is replaced in
 // place (no gap); otherwise a new link is appended after existing programs.
 func Attach(ifindex int, dir Direction, prog *ebpf.Program, pin string) error {
+	return attach(ifindex, dir, prog, pin, link.Tail())
+}
+
+// AttachFirst is Attach for a program that must see packets before the
+// programs already there (dsr on the overlay device, ahead of decap delivery).
+func AttachFirst(ifindex int, dir Direction, prog *ebpf.Program, pin string) error {
+	return attach(ifindex, dir, prog, pin, link.Head())
+}
+
+func attach(ifindex int, dir Direction, prog *ebpf.Program, pin string, anchor link.Anchor) error {
 	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 		defer l.Close()
 		if attachedTo(l) == ifindex {
@@ -38,7 +48,7 @@ func Attach(ifindex int, dir Direction, prog *ebpf.Program, pin string) error {
 		Interface: ifindex,
 		Program:   prog,
 		Attach:    dir,
-		Anchor:    link.Tail(),
+		Anchor:    anchor,
 	})
 	if err != nil {
 		return fmt.Errorf("tcx: attach to ifindex %d: %w", ifindex, err)

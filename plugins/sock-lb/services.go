@@ -1,32 +1,16 @@
 package main
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/braid-cni/braid/core/chained"
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
-	"golang.org/x/sys/unix"
 )
 
-func protoNumber(p string) uint8 {
-	if p == store.UDP {
-		return unix.IPPROTO_UDP
-	}
-	return unix.IPPROTO_TCP
-}
-
-// port16 is a port as the programs keep it: network byte order in memory.
-func port16(p uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], p)
-	return binary.NativeEndian.Uint16(b[:])
-}
-
 func serviceKey(s store.Service) sockLbLbServiceKey {
-	return sockLbLbServiceKey{Vip: maps.IPv4Word(s.VIP), Port: port16(s.Port), Proto: protoNumber(s.Protocol)}
+	return sockLbLbServiceKey{Vip: maps.IPv4Word(s.VIP), Port: maps.Port16(s.Port), Proto: s.ProtoNumber()}
 }
 
 // syncServices writes each service's backends before its entry (so a new
@@ -38,7 +22,7 @@ func (d *datapath) syncServices(c chained.Cluster, r *plugin.Report) error {
 	for _, s := range c.Services {
 		for slot, b := range s.Backends {
 			k := sockLbLbBackendKey{Id: s.ID, Slot: uint32(slot)}
-			v := sockLbLbBackend{Ip: maps.IPv4Word(b.IP), Port: port16(b.Port)}
+			v := sockLbLbBackend{Ip: maps.IPv4Word(b.IP), Port: maps.Port16(b.Port)}
 			wantBe[k] = v
 			if _, err := maps.PutIfChanged(d.objs.LbBackends, k, v); err != nil {
 				return fmt.Errorf("backend map: %w", err)

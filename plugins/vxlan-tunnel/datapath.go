@@ -120,31 +120,18 @@ func (d *datapath) syncMaps(peers []store.Peer, r *plugin.Report) error {
 		tunnels[tunnelKey(p.PodCIDR)] = vxlanTunnelTunnelEndpoint{NodeIp: maps.IPv4Word(p.NodeIP)}
 		nodes[maps.IPv4Word(p.NodeIP)] = 0
 	}
-	removed, err := maps.DeleteExcept(d.objs.TunnelMap, tunnels)
-	if err != nil {
-		return err
-	}
+	written, removed, err := maps.Sync(d.objs.TunnelMap, tunnels)
 	for _, k := range removed {
 		r.Changed("tunnel map: removed %s", keyPrefix(k))
 	}
-	for k, v := range tunnels {
-		changed, err := maps.PutIfChanged(d.objs.TunnelMap, k, v)
-		if err != nil {
-			return fmt.Errorf("tunnel map: %w (it holds %d nodes)", err, d.objs.TunnelMap.MaxEntries())
-		}
-		if changed {
-			r.Changed("tunnel map: %s -> %s", keyPrefix(k), maps.WordIPv4(v.NodeIp))
-		}
+	for _, k := range written {
+		r.Changed("tunnel map: %s -> %s", keyPrefix(k), maps.WordIPv4(tunnels[k].NodeIp))
 	}
-	if _, err := maps.DeleteExcept(d.objs.TunnelPeers, nodes); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("tunnel map: %w (it holds %d nodes)", err, d.objs.TunnelMap.MaxEntries())
 	}
-	for k, v := range nodes {
-		if _, err := maps.PutIfChanged(d.objs.TunnelPeers, k, v); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, _, err = maps.Sync(d.objs.TunnelPeers, nodes)
+	return err
 }
 
 // CheckNode verifies the device, its programs, settings and tunnel map.
