@@ -134,12 +134,47 @@ func (p Plugin) cmdStatus(args *skel.CmdArgs) error {
 	return nil
 }
 
-// reconcile is `<plugin> reconcile`: the node-wide half of ADD.
+// reconcile is `<plugin> reconcile`: the node-wide half of ADD, plus the pod
+// programs of every endpoint in the store, so that after the node lost its
+// pins and links (a reboot of the datapath) one sync brings everything back.
 func (p Plugin) reconcile(stdin []byte, r *plugin.Report) error {
 	c, err := p.open(stdin, "RECONCILE")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return c.dp.Reconcile(c.cluster, r)
+	if err := c.dp.Reconcile(c.cluster, r); err != nil {
+		return err
+	}
+	return c.restorePods(p.Name, r)
+}
+
+// restorePods attaches the pod program to each endpoint's host veth whose
+// pin is missing or stale. Run after the interface plugin's own reconcile
+// (braid sync follows conflist order), it keeps the tcx order of the chain.
+func (c *call) restorePods(plugin string, r *plugin.Report) error {
+	prog := c.dp.PodProgram()
+	if prog == nil {
+		return nil
+	}
+	var eps []store.Endpoint
+	err := c.store.View(func(tx *store.Tx) (err error) { eps, err = tx.Endpoints(); return err })
+	if err != nil {
+		return err
+	}
+	for _, ep := range eps {
+		host, err := netlinksafe.LinkByName(ep.HostIfName)
+		if err != nil {
+			continue // the interface plugin reports it
+		}
+		pin := c.podPin(plugin, ep.ContainerID, ep.IfName)
+		if tcx.Verify(pin, host.Attrs().Index) == nil {
+			continue
+		}
+		if err := tcx.Attach(host.Attrs().Index, tcx.Ingress, prog, pin); err != nil {
+			return err
+		}
+		r.Changed("pod program restored on %s (%s)", ep.HostIfName, ep.IPv4)
+	}
+	return nil
 }
