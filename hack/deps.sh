@@ -14,6 +14,8 @@ have ping     || need+=(iputils-ping)
 have iperf3   || need+=(iperf3)
 have sockperf || need+=(sockperf)
 have tcpdump  || need+=(tcpdump)
+have protoc   || need+=(protobuf-compiler)
+have etcd     || need+=(etcd-server)
 
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"

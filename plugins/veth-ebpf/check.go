@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -49,12 +50,21 @@ func cmdCheck(args *skel.CmdArgs) error {
 		func() error { return checkHost(ep) },
 		func() error { return checkPod(args.Netns, ep) },
 		func() error { return s.checkDatapath(ep) },
+		func() error { return checkIPAM(ep, args.StdinData) },
 	} {
 		if err := step(); err != nil {
 			return cnierr.Wrap(err, "veth-ebpf CHECK %s", ep.Key())
 		}
 	}
 	return nil
+}
+
+// checkIPAM runs CHECK on a delegated IPAM plugin, as the spec requires.
+func checkIPAM(ep store.Endpoint, stdin []byte) error {
+	if ep.IPAMPlugin == "" {
+		return nil
+	}
+	return cnierr.Wrap(ipam.ExecCheck(ep.IPAMPlugin, stdin), "ipam plugin %s", ep.IPAMPlugin)
 }
 
 func checkPrevResult(prev *current.Result, ep store.Endpoint) error {

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/store"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
@@ -37,13 +39,21 @@ func cmdGC(args *skel.CmdArgs) error {
 				continue
 			}
 			s.log.Info("gc endpoint", "endpoint", ep.Key(), "ip", ep.IPv4)
-			// A delegated IPAM plugin is released by its own GC, not here.
+			// A delegated IPAM plugin releases these in its GC, below.
 			if err := s.teardown(tx, ep, nil); err != nil {
 				return err
 			}
 		}
 		return s.collectOrphans(tx, kept)
 	})
+	// The spec requires forwarding GC to a delegated plugin: nobody else
+	// will, and it still holds the addresses of the endpoints removed above.
+	if s.conf.IPAM.Type != "" {
+		ipamErr := invoke.DelegateGC(context.TODO(), s.conf.IPAM.Type, args.StdinData, nil)
+		if err == nil && ipamErr != nil {
+			err = cnierr.Wrap(ipamErr, "ipam plugin %s", s.conf.IPAM.Type)
+		}
+	}
 	return cnierr.Wrap(err, "veth-ebpf GC")
 }
 

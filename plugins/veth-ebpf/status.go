@@ -8,6 +8,7 @@ import (
 	"github.com/braid-cni/braid/core/config"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/plugins/pkg/ipam"
 )
 
 // cmdStatus (CNI 1.1) reports whether this node can serve ADDs, and if not,
@@ -17,7 +18,14 @@ func cmdStatus(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	return nodeReady(conf.Common)
+	if err := nodeReady(conf.Common); err != nil {
+		return err
+	}
+	// The spec requires asking a delegated IPAM plugin too: ADD needs it.
+	if conf.IPAM.Type != "" {
+		return cnierr.Wrap(ipam.ExecStatus(conf.IPAM.Type, args.StdinData), "ipam plugin %s", conf.IPAM.Type)
+	}
+	return nil
 }
 
 func nodeReady(c config.Common) error {
