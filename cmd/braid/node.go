@@ -12,7 +12,7 @@ import (
 
 func nodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "this node's identity and the cluster's nodes"}
-	cmd.AddCommand(nodeInitCmd(g), nodeAddCmd(g), nodeDelCmd(g), nodeListCmd(g))
+	cmd.AddCommand(nodeInitCmd(g), nodeAddCmd(g), nodeDelCmd(g), nodeListCmd(g), nodeRebuildCmd(g))
 	return cmd
 }
 

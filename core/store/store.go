@@ -59,7 +59,7 @@ func Open(dir string, timeout time.Duration) (*Store, error) {
 		return nil, cnierr.TryAgain("state store %s is locked by another process for more than %s; try again", path, timeout)
 	}
 	if err != nil {
-		return nil, cnierr.IO("cannot open state store %s: %v (if it is corrupt, move it away and run `braid node init` and `braid sync`)", path, err)
+		return nil, cnierr.IO("cannot open state store %s: %v (if it is corrupt, `braid node rebuild` recovers it from kernel state)", path, err)
 	}
 	s := &Store{db: db}
 	if err := s.db.Update(initSchema); err != nil {

@@ -15,6 +15,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 )
 
 func cmdAdd(args *skel.CmdArgs) error {
@@ -97,6 +98,11 @@ func (s *session) add(tx *store.Tx, args *skel.CmdArgs, netns ns.NetNS) (_ *curr
 	}
 	if err := configureHost(pl.host, ep.IPv4, pl.podMAC); err != nil {
 		return nil, err
+	}
+	// The alias names the attachment in kernel state: a lost store can be
+	// rebuilt from it (braid node rebuild).
+	if err := netlink.LinkSetAlias(pl.host, store.EndpointAlias(args.ContainerID, args.IfName)); err != nil {
+		return nil, fmt.Errorf("alias %s: %w", ep.HostIfName, err)
 	}
 	if err := tx.PutEndpoint(&ep); err != nil {
 		return nil, err
