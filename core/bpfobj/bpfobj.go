@@ -33,6 +33,10 @@ func Load(bpfRoot, plugin string, load Spec, objs any) (*maps.Endpoints, error) 
 		eps.Close()
 		return nil, err
 	}
+	if _, err := migrate(spec, dir); err != nil {
+		eps.Close()
+		return nil, err
+	}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
 	if _, ok := spec.Maps[maps.EndpointsPin]; ok {
 		opts.MapReplacements = map[string]*ebpf.Map{maps.EndpointsPin: eps.Map}

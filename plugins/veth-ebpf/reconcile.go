@@ -8,7 +8,9 @@ import (
 
 // reconcile rebuilds the datapath from the store: after a reboot of the
 // datapath (pins and links gone, store kept) or pins removed by hand, every
-// endpoint whose veth still exists gets its map entry and programs back.
+// endpoint whose veth still exists gets its map entry and programs back. It
+// also moves every link to this binary's programs (in place, no gap), which
+// is how an upgrade reaches existing pods.
 func reconcile(stdin []byte, r *plugin.Report) error {
 	s, err := openSession(stdin, "RECONCILE")
 	if err != nil {
@@ -26,13 +28,13 @@ func reconcile(stdin []byte, r *plugin.Report) error {
 			continue
 		}
 		want := newEndpointRef(ep.HostIfName, ep.HostIfIndex, ep.ID, ep.IPv4, mustMAC(ep.PodMAC), mustMAC(ep.HostMAC))
-		if s.checkDatapath(ep) == nil {
-			continue
-		}
+		broken := s.checkDatapath(ep)
 		if err := s.dp.attach(want); err != nil {
 			return err
 		}
-		r.Changed("endpoint %s (%s): restored map entry and programs on %s", ep.Key(), ep.IPv4, ep.HostIfName)
+		if broken != nil {
+			r.Changed("endpoint %s (%s): restored (%v)", ep.Key(), ep.IPv4, broken)
+		}
 	}
 	return nil
 }
