@@ -11,28 +11,47 @@ import (
 	"github.com/braid-cni/braid/core/tcx"
 )
 
-// datapath is this node's veth-ebpf BPF state: the shared endpoint map and
-// the plugin's loaded objects (programs, private maps pinned by name).
+// datapath is this node's veth-ebpf BPF state: the shared endpoint map and,
+// once something is to be attached, the plugin's loaded objects (programs,
+// private maps pinned by name). DEL, CHECK and GC never load programs: the
+// verifier's work would be half the cost of a pod's ADD+DEL.
 type datapath struct {
 	bpfRoot   string
 	endpoints *maps.Endpoints
-	objs      vethEbpfObjects
+	objs      *vethEbpfObjects
+	closers   []func() error
 }
 
-// openDatapath loads the programs against the node's endpoint map.
+// openDatapath opens the node's endpoint map (mounting bpffs if needed).
 func openDatapath(bpfRoot string) (*datapath, error) {
-	dp := &datapath{bpfRoot: bpfRoot}
-	eps, err := bpfobj.Load(bpfRoot, pluginName, loadVethEbpf, &dp.objs)
+	if err := bpffs.Ensure(bpfRoot); err != nil {
+		return nil, err
+	}
+	eps, err := maps.OpenEndpoints(bpfRoot)
 	if err != nil {
 		return nil, err
 	}
-	dp.endpoints = eps
-	return dp, nil
+	return &datapath{bpfRoot: bpfRoot, endpoints: eps, closers: []func() error{eps.Close}}, nil
+}
+
+// programs loads the plugin's objects against the endpoint map, once.
+func (d *datapath) programs() (*vethEbpfObjects, error) {
+	if d.objs != nil {
+		return d.objs, nil
+	}
+	objs := &vethEbpfObjects{}
+	eps, err := bpfobj.Load(d.bpfRoot, pluginName, loadVethEbpf, objs)
+	if err != nil {
+		return nil, err
+	}
+	d.objs, d.closers = objs, append(d.closers, objs.Close, eps.Close)
+	return objs, nil
 }
 
 func (d *datapath) Close() {
-	d.objs.Close()
-	d.endpoints.Close()
+	for _, c := range d.closers {
+		c()
+	}
 }
 
 // linkPins are the pins of the two attachments on one host veth.
@@ -47,11 +66,15 @@ func (d *datapath) attach(ep endpointRef) error {
 	if err := d.endpoints.Put(ep.ip, ep.info); err != nil {
 		return fmt.Errorf("endpoint map: %w (the map holds %d entries)", err, maps.EndpointsMax)
 	}
-	in, out := d.linkPins(ep.hostIf)
-	if err := tcx.Attach(int(ep.info.Ifindex), tcx.Ingress, d.objs.FromContainer, in); err != nil {
+	objs, err := d.programs()
+	if err != nil {
 		return err
 	}
-	return tcx.Attach(int(ep.info.Ifindex), tcx.Egress, d.objs.ToContainer, out)
+	in, out := d.linkPins(ep.hostIf)
+	if err := tcx.Attach(int(ep.info.Ifindex), tcx.Ingress, objs.FromContainer, in); err != nil {
+		return err
+	}
+	return tcx.Attach(int(ep.info.Ifindex), tcx.Egress, objs.ToContainer, out)
 }
 
 // detach removes the endpoint's pins and map entry; absent is fine.

@@ -70,6 +70,9 @@ func TestEndpointInfoMatchesObject(t *testing.T) {
 func TestOpenDatapathPins(t *testing.T) {
 	root := testenv.BPFFS(t)
 	dp, err := openDatapath(root)
+	if err == nil {
+		_, err = dp.programs()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +92,9 @@ func TestOpenDatapathPins(t *testing.T) {
 	dp.Close()
 
 	dp, err = openDatapath(root)
+	if err == nil {
+		_, err = dp.programs()
+	}
 	if err != nil {
 		t.Fatalf("second load: %v", err)
 	}
