@@ -5,6 +5,7 @@ package bpfobj
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/maps"
@@ -41,9 +42,40 @@ func Load(bpfRoot, plugin string, load Spec, objs any) (*maps.Endpoints, error) 
 	if _, ok := spec.Maps[maps.EndpointsPin]; ok {
 		opts.MapReplacements = map[string]*ebpf.Map{maps.EndpointsPin: eps.Map}
 	}
-	if err := spec.LoadAndAssign(objs, opts); err != nil {
+	if err := loadObjects(spec, opts, objs, dir); err != nil {
 		eps.Close()
 		return nil, fmt.Errorf("load %s programs: %w", plugin, err)
 	}
 	return eps, nil
+}
+
+// loadObjects loads the maps, then the programs: from their pins when
+// current, else through the verifier, pinning them for the next call.
+func loadObjects(spec *ebpf.CollectionSpec, opts *ebpf.CollectionOptions, objs any, dir string) error {
+	mapsPart, progsPart, err := parts(objs)
+	if err != nil {
+		return err
+	}
+	for name, ms := range spec.Maps {
+		if _, replaced := opts.MapReplacements[name]; ms.Pinning != ebpf.PinByName && !replaced && !strings.HasPrefix(name, ".") {
+			// Programs loaded separately would get their own copy of this map.
+			return spec.LoadAndAssign(objs, opts)
+		}
+	}
+	if mapsPart != nil {
+		if err := spec.LoadAndAssign(mapsPart, opts); err != nil {
+			return err
+		}
+	}
+	ids, err := loadedMapIDs(mapsPart)
+	if err != nil {
+		return err
+	}
+	if loadCached(spec, progsPart, ids, dir) {
+		return nil
+	}
+	if err := spec.LoadAndAssign(progsPart, opts); err != nil {
+		return err
+	}
+	return pinPrograms(spec, progsPart, dir)
 }

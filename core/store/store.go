@@ -47,14 +47,31 @@ type Store struct {
 	db *bolt.DB
 }
 
+// Options tune how the store is opened.
+type Options struct {
+	// Timeout is how long to wait for another process to release the store.
+	Timeout time.Duration
+	// NoSync skips fsync on commit. CNI calls use it: per-pod state does not
+	// outlive a reboot (the runtime adds every pod again), fsync would be
+	// most of an ADD's time, and a store torn by a power loss is recovered
+	// by `braid node rebuild`. Process death loses nothing either way.
+	NoSync bool
+}
+
 // Open opens (creating if needed) the store in dir, waiting up to timeout
 // for another process to release it. A timeout is a CNI "try again later".
 func Open(dir string, timeout time.Duration) (*Store, error) {
+	return OpenWith(dir, Options{Timeout: timeout})
+}
+
+// OpenWith is Open with options.
+func OpenWith(dir string, o Options) (*Store, error) {
+	timeout := o.Timeout
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, cnierr.IO("cannot create stateDir %s: %v", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, cnierr.TryAgain("state store %s is locked by another process for more than %s; try again", path, timeout)
 	}
@@ -62,11 +79,38 @@ func Open(dir string, timeout time.Duration) (*Store, error) {
 		return nil, cnierr.IO("cannot open state store %s: %v (if it is corrupt, `braid node rebuild` recovers it from kernel state)", path, err)
 	}
 	s := &Store{db: db}
-	if err := s.db.Update(initSchema); err != nil {
+	if err := s.ensureSchema(); err != nil {
 		db.Close()
 		return nil, cnierr.IO("state store %s: %v", path, err)
 	}
 	return s, nil
+}
+
+// ensureSchema creates the buckets and records the schema version, in a
+// write transaction only when something is missing: on every call after the
+// first, opening the store costs no commit.
+func (s *Store) ensureSchema() error {
+	current := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return nil
+			}
+		}
+		v := tx.Bucket(bucketMeta).Get(keySchema)
+		if v == nil {
+			return nil
+		}
+		if got := binary.BigEndian.Uint32(v); got > SchemaVersion {
+			return fmt.Errorf("schema version %d is newer than this binary's %d: upgrade braid", got, SchemaVersion)
+		}
+		current = binary.BigEndian.Uint32(v) == SchemaVersion
+		return nil
+	})
+	if err != nil || current {
+		return err
+	}
+	return s.db.Update(initSchema)
 }
 
 func initSchema(tx *bolt.Tx) error {

@@ -24,7 +24,7 @@ func openSession(stdin []byte, verb string) (*session, error) {
 	}
 	log, closeLog := logging.New(conf.LogFile, conf.Level(), pluginName)
 	s := &session{conf: conf, log: log.With("verb", verb), done: []func(){closeLog}}
-	if s.store, err = store.Open(conf.StateDir, conf.Timeout()); err != nil {
+	if s.store, err = conf.OpenStore(); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -32,7 +32,7 @@ func nodeReady(c config.Common) error {
 	if !bpffs.IsMounted(c.BPFRoot) {
 		return cnierr.NotAvailable("bpffs is not mounted at %s (bpfRoot): run `braid node init`", c.BPFRoot)
 	}
-	st, err := store.Open(c.StateDir, c.Timeout())
+	st, err := c.OpenStore()
 	if err != nil {
 		return err
 	}
