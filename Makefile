@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all deps proto-tools proto generate check-generated build install test unit integration bench demo lint clean
+.PHONY: all deps proto-tools proto generate check-generated build install test unit integration bench bench-agent demo lint clean
 
 all: build
 
@@ -59,6 +59,11 @@ test: deps check-generated build
 
 bench: deps build
 	$(GO) run ./bench -out BENCHMARKS.md
+
+# braid agent with etcd: service add and node join to traffic, agent cost
+# at 100 simulated nodes and 10,000 services (its own section of BENCHMARKS.md).
+bench-agent: deps build
+	$(GO) run ./bench/agent -out BENCHMARKS.md
 
 demo: deps build
 	@hack/demo.sh

@@ -14,9 +14,14 @@
  *     into the VXLAN device, whose own program sets the tunnel key). B records
  *     the flow from the option and delivers to the pod; the pod's replies are
  *     rewritten to come from A:nodePort and leave B straight to the client.
- *   - mode snat, or a packet that already carries options or would outgrow
- *     the MTU: SNAT to A as well, and A carries the replies back.
+ *   - mode snat, or a packet that needs the option (SYN, UDP) but already
+ *     carries options or would outgrow the MTU: SNAT to A as well, and A
+ *     carries the replies back. A flow that began with SNAT keeps it; a DSR
+ *     flow's later segments never switch (they need no option).
  * externalTrafficPolicy Local: local backends only, client address kept.
+ * Replies whose new source is this node's own address (local backend, SNAT
+ * replies) are sent through the fib by the program: the stack's forwarding
+ * drops a packet from a local address as a martian.
  *
  * Programs: from_netdev (node device ingress), from_overlay (VXLAN device
  * ingress, attached first so it sees packets before the tunnel delivers
@@ -199,7 +204,8 @@ __inline struct dsr_conf *conf(void)
 /* parse reads IPv4 TCP/UDP headers into p; false for anything else. */
 __inline bool parse(struct __sk_buff *skb, struct packet *p)
 {
-	struct iphdr *ip = ipv4_hdr(skb);
+	/* Lengths must add up: dsr rewrites and delivers past the stack. */
+	struct iphdr *ip = ipv4_hdr_checked(skb);
 	struct l4_ports *l4;
 
 	if (!ip || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
@@ -304,26 +310,36 @@ __inline int insert_opt(struct __sk_buff *skb, __be32 svc_ip, __be16 svc_port)
 	return ipv4_fix_csum(skb, 7);
 }
 
-/* forward sends a rewritten packet towards the node that has its destination. */
-__inline int forward(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p)
+/*
+ * fib_redirect sends a packet out of the device the fib picks for its
+ * destination, without the stack: the way for any packet whose source dsr
+ * made this node's own address (a reply from node:nodePort), which the
+ * stack's forwarding path drops as a martian (accept_local is off on
+ * nodes). What the lookup cannot answer goes to the stack. GSO packets are
+ * checked against the device segment by segment (their tot_len is the
+ * whole train).
+ */
+__inline int fib_redirect(struct __sk_buff *skb)
 {
 	struct bpf_fib_lookup fib = {};
-	struct iphdr *ip;
+	struct iphdr *ip = ipv4_hdr(skb);
+	__u32 mtu = 0;
 	long rc;
 
-	if (c->overlay_ifindex)
-		return bpf_redirect(c->overlay_ifindex, 0); /* the tunnel's egress program keys it */
-	ip = ipv4_hdr(skb);
 	if (!ip)
 		return TC_ACT_SHOT;
 	fib.family = AF_INET;
 	fib.tos = ip->tos;
 	fib.l4_protocol = ip->protocol;
-	fib.tot_len = bpf_ntohs(ip->tot_len);
+	if (!skb->gso_size)
+		fib.tot_len = bpf_ntohs(ip->tot_len);
 	fib.ipv4_src = ip->saddr;
 	fib.ipv4_dst = ip->daddr;
 	fib.ifindex = skb->ingress_ifindex;
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) && skb->gso_size &&
+	    bpf_check_mtu(skb, fib.ifindex, &mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS)
+		rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		if (set_macs(skb, fib.dmac, fib.smac) < 0)
 			return TC_ACT_SHOT;
@@ -339,6 +355,24 @@ __inline int forward(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p
 	return BRAID_NEXT;
 }
 
+/* forward sends a rewritten packet towards the node that has its destination. */
+__inline int forward(struct __sk_buff *skb, struct dsr_conf *c)
+{
+	if (c->overlay_ifindex)
+		return bpf_redirect(c->overlay_ifindex, 0); /* the tunnel's egress program keys it */
+	return fib_redirect(skb);
+}
+
+/*
+ * SNAT ports: a flow's candidates are the client's own port, then
+ * SNAT_TRIES-1 ports from its hash; it takes the first one free, so a
+ * lookup can stop at the first candidate nobody holds.
+ */
+__inline __be16 snat_candidate(struct packet *p, __u32 h, int i)
+{
+	return i == 0 ? p->l4.sport : bpf_htons(32768 + (h + i * 7919) % 28232);
+}
+
 /* snat_port finds a source port on this node for the client's flow. */
 __inline int snat_port(struct packet *p, struct backend *be, __be16 *port)
 {
@@ -349,7 +383,7 @@ __inline int snat_port(struct packet *p, struct backend *be, __be16 *port)
 	for (int i = 0; i < SNAT_TRIES; i++) {
 		struct snat_client *have;
 
-		k.snat_port = i == 0 ? p->l4.sport : bpf_htons(32768 + (h + i * 7919) % 28232);
+		k.snat_port = snat_candidate(p, h, i);
 		have = bpf_map_lookup_elem(&dsr_snat, &k);
 		if (!have || (have->ip == want.ip && have->port == want.port && have->node_port == want.node_port)) {
 			if (!have && bpf_map_update_elem(&dsr_snat, &k, &want, BPF_NOEXIST) < 0)
@@ -359,6 +393,25 @@ __inline int snat_port(struct packet *p, struct backend *be, __be16 *port)
 		}
 	}
 	return -1;
+}
+
+/* snat_known: the flow already holds an SNAT port (it began with SNAT). */
+__inline bool snat_known(struct packet *p, struct backend *be)
+{
+	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
+	__u32 h = flow_hash(p);
+
+	for (int i = 0; i < SNAT_TRIES; i++) {
+		struct snat_client *have;
+
+		k.snat_port = snat_candidate(p, h, i);
+		have = bpf_map_lookup_elem(&dsr_snat, &k);
+		if (!have)
+			return false;
+		if (have->ip == p->saddr && have->port == p->l4.sport && have->node_port == p->l4.dport)
+			return true;
+	}
+	return false;
 }
 
 __inline int nodeport_snat(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p, struct backend *be)
@@ -375,7 +428,7 @@ __inline int nodeport_snat(struct __sk_buff *skb, struct dsr_conf *c, struct pac
 		return TC_ACT_SHOT;
 	}
 	count(CNT_SNAT_FORWARD);
-	return forward(skb, c, p);
+	return forward(skb, c);
 }
 
 /* nodeport handles a packet addressed to this node's node port. */
@@ -384,7 +437,7 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 	struct backend *be = pick(svc, p);
 	__be32 svc_ip = p->daddr;
 	__be16 svc_port = p->l4.dport;
-	bool fits;
+	bool fits, needs_opt;
 
 	if (!be || !svc->count) {
 		count(CNT_DROP_NO_BACKEND);
@@ -404,18 +457,27 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 		count(CNT_DROP_NO_BACKEND);
 		return TC_ACT_SHOT;
 	}
+	if (c->mode == MODE_SNAT)
+		return nodeport_snat(skb, c, p, be);
+	/*
+	 * The backend's node learns a TCP flow from its SYN; the other segments
+	 * need no option, whatever options they carry. A flow that began with
+	 * SNAT (its first packet could not take the option) keeps it: only a
+	 * new SYN decides afresh.
+	 */
+	needs_opt = p->proto == IPPROTO_UDP || p->syn_only;
+	if (!(p->proto == IPPROTO_TCP && p->syn_only) && snat_known(p, be))
+		return nodeport_snat(skb, c, p, be);
 	fits = p->ihl == 5 && bpf_ntohs(p->ip->tot_len) + DSR_OPT_LEN <= c->device_mtu;
-	if (c->mode == MODE_SNAT || !fits) {
-		if (c->mode != MODE_SNAT)
-			count(CNT_SNAT_FALLBACK);
+	if (needs_opt && !fits) {
+		count(CNT_SNAT_FALLBACK);
 		return nodeport_snat(skb, c, p, be);
 	}
 	if (nat4(skb, false, p->proto, p->l4_off, p->daddr, be->ip, p->l4.dport, be->port) < 0) {
 		count(CNT_DROP_NAT);
 		return TC_ACT_SHOT;
 	}
-	/* The backend node learns the flow from its first packet; the rest need no option. */
-	if (p->proto == IPPROTO_UDP || p->syn_only) {
+	if (needs_opt) {
 		if (insert_opt(skb, svc_ip, svc_port) < 0) {
 			count(CNT_DROP_NAT);
 			return TC_ACT_SHOT;
@@ -423,7 +485,7 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 		count(CNT_DSR_OPT_ADDED);
 	}
 	count(CNT_DSR_FORWARD);
-	return forward(skb, c, p);
+	return forward(skb, c);
 }
 
 /*
@@ -483,8 +545,8 @@ __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet
 		return TC_ACT_SHOT;
 	}
 	count(CNT_SNAT_REPLY);
-	bpf_skb_change_type(skb, 0 /* PACKET_HOST: the stack forwards it */);
-	return BRAID_NEXT;
+	/* From this node's own address now: the stack would not forward it. */
+	return fib_redirect(skb);
 }
 
 SEC("tc")
@@ -538,6 +600,7 @@ int from_overlay(struct __sk_buff *skb)
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
+	struct dsr_conf *c;
 	struct packet p;
 	struct svc_addr *svc;
 	struct svc_addr addr;
@@ -568,6 +631,14 @@ int from_container(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	count(CNT_REPLY_REWRITE);
+	/*
+	 * A reply from this node's own address (a backend here, reached through
+	 * this node's node port) is forwarded here: the stack would drop it as
+	 * a martian. Replies from another node's address go on.
+	 */
+	c = conf();
+	if (c && addr.ip == c->node_ip)
+		return fib_redirect(skb);
 	return BRAID_NEXT;
 }
 

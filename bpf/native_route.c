@@ -55,9 +55,12 @@ __inline __u32 device_ifindex(void)
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
-	struct iphdr *ip = ipv4_hdr(skb);
+	/* Behind ptp, no veth-ebpf has checked the pod's header: lengths
+	 * must add up before a redirect skips the stack's checks. */
+	struct iphdr *ip = ipv4_hdr_checked(skb);
 	struct bpf_fib_lookup fib = {};
 	__u32 dev = device_ifindex();
+	__u32 mtu = 0;
 	long rc;
 
 	if (!ip || !dev || ip->ttl <= 1) {
@@ -67,13 +70,20 @@ int from_container(struct __sk_buff *skb)
 	fib.family = AF_INET;
 	fib.tos = ip->tos;
 	fib.l4_protocol = ip->protocol;
-	fib.tot_len = bpf_ntohs(ip->tot_len);
+	/*
+	 * With tot_len the lookup checks the packet against the route's MTU.
+	 * A GSO packet's tot_len is the whole train, not a segment: its
+	 * segments are checked against the device below instead.
+	 */
+	if (!skb->gso_size)
+		fib.tot_len = bpf_ntohs(ip->tot_len);
 	fib.ipv4_src = ip->saddr;
 	fib.ipv4_dst = ip->daddr;
 	fib.ifindex = skb->ingress_ifindex;
 
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) || fib.ifindex != dev) {
+	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) || fib.ifindex != dev ||
+	    (skb->gso_size && bpf_check_mtu(skb, dev, &mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS)) {
 		/* Not ours to forward: local, frag needed, unreachable, another device. */
 		count(CNT_FIB_TO_STACK);
 		return BRAID_NEXT;
@@ -100,9 +110,12 @@ SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
 	struct endpoint_info *ep;
-	struct iphdr *ip = ipv4_hdr(skb);
+	/* Delivery skips the stack's checks: a header that lies about its
+	 * lengths goes to the stack instead, which drops it. */
+	struct iphdr *ip = ipv4_hdr_checked(skb);
 
-	if (!ip || !(ep = endpoint_lookup(ip->daddr))) {
+	/* A TTL that expires here is the stack's to answer (ICMP time exceeded). */
+	if (!ip || ip->ttl <= 1 || !(ep = endpoint_lookup(ip->daddr))) {
 		count(CNT_NETDEV_PASS);
 		return BRAID_NEXT;
 	}

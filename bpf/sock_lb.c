@@ -123,7 +123,9 @@ __inline bool lb_applies(struct bpf_sock_addr *ctx)
 }
 
 /*
- * balance rewrites a destination that is a service to one of its backends.
+ * balance rewrites a destination that is a service to one of its backends
+ * (with hostNamespaceOnly, only for the node netns's sockets: the others'
+ * connects to a service are counted as skipped and left alone).
  * It returns 1 to let the call proceed, 0 to fail it (ECONNREFUSED).
  */
 __inline int balance(struct bpf_sock_addr *ctx, __u32 counter)
@@ -139,10 +141,10 @@ __inline int balance(struct bpf_sock_addr *ctx, __u32 counter)
 	struct lb_service *svc;
 	struct lb_backend *be;
 
-	if (!lb_applies(ctx))
-		return 1;
 	svc = bpf_map_lookup_elem(&lb_services, &key);
 	if (!svc)
+		return 1;
+	if (!lb_applies(ctx))
 		return 1;
 	if (svc->count == 0) {
 		count(CNT_REFUSED_EMPTY);

@@ -64,7 +64,9 @@ __inline int from_container_arp(struct __sk_buff *skb, struct ethhdr *eth)
 __inline int from_container_ipv4(struct __sk_buff *skb, struct ethhdr *eth)
 {
 	struct endpoint_info *src, *dst;
-	struct iphdr *ip = ipv4_hdr(skb);
+	/* A header that overruns its packet is dropped here, before it can
+	 * reach another pod or a plugin further down the chain. */
+	struct iphdr *ip = ipv4_hdr_checked(skb);
 
 	if (!ip) {
 		count(CNT_DROP_MALFORMED);

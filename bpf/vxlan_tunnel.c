@@ -6,7 +6,8 @@
  *
  *   from_container (tcx ingress of a pod's host veth, after veth-ebpf): a
  *     packet for another node's pod CIDR gets its tunnel key from the tunnel
- *     map and is redirected to the VXLAN device; anything else: TCX_NEXT.
+ *     map and is redirected to the VXLAN device; one too large for the
+ *     overlay, and anything else: TCX_NEXT.
  *   to_overlay (tcx egress of the VXLAN device): sets the tunnel key of
  *     packets the node's stack routes into the device (node-to-pod traffic,
  *     and the stack fallback).
@@ -81,6 +82,7 @@ enum {
 	CNT_DROP_MALFORMED   = 8,
 	CNT_DROP_SET_KEY     = 9,
 	CNT_NOT_CONFIGURED   = 10,
+	CNT_FRAG_NEEDED      = 11,
 };
 
 __inline struct tunnel_conf *settings(void)
@@ -98,21 +100,18 @@ __inline struct tunnel_endpoint *tunnel_lookup(__u32 ip4)
 	return bpf_map_lookup_elem(&tunnel_map, &key);
 }
 
-/* set_key points the packet at the node that owns its destination, or returns -1. */
-__inline int set_key(struct __sk_buff *skb, struct tunnel_conf *s, __u32 daddr)
+/* set_key points the packet at te's node; -1 if the kernel refuses. */
+__inline int set_key(struct __sk_buff *skb, struct tunnel_conf *s, struct tunnel_endpoint *te)
 {
-	struct tunnel_endpoint *te = tunnel_lookup(daddr);
 	struct bpf_tunnel_key key = {};
 
-	if (!te)
-		return -1;
 	key.remote_ipv4 = bpf_ntohl(te->node_ip);
 	key.local_ipv4 = bpf_ntohl(s->node_ip);
 	key.tunnel_id = s->vni;
 	key.tunnel_ttl = 64;
 	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0) {
 		count(CNT_DROP_SET_KEY);
-		return -2;
+		return -1;
 	}
 	return 0;
 }
@@ -121,19 +120,34 @@ SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
 	struct tunnel_conf *s = settings();
-	struct iphdr *ip = ipv4_hdr(skb);
-	int rc;
+	/* Behind ptp, no veth-ebpf has checked the pod's header: lengths
+	 * must add up before a redirect skips the stack's checks. */
+	struct iphdr *ip = ipv4_hdr_checked(skb);
+	struct tunnel_endpoint *te = NULL;
+	__u32 mtu = 0;
 
-	if (!ip || !s) {
+	if (ip && s)
+		te = tunnel_lookup(ip->daddr);
+	if (!te) {
 		count(CNT_PASS_NEXT);
 		return BRAID_NEXT;
 	}
-	rc = set_key(skb, s, ip->daddr);
-	if (rc == -1) {
-		count(CNT_PASS_NEXT);
+	/*
+	 * bpf_redirect skips the MTU check the stack's forwarding would make:
+	 * a packet the overlay cannot carry whole (its pod's MTU is larger than
+	 * the overlay's, e.g. after the underlay's MTU shrank) would leave in
+	 * fragmented outer packets, DF or not. The stack answers it instead:
+	 * ICMP "fragmentation needed" with the overlay's MTU when DF is set,
+	 * inner fragments otherwise (the route to the pod CIDR is via the
+	 * device, and to_overlay keys them). GSO packets are checked segment
+	 * by segment. Checked before the key is set: the stack must not get a
+	 * packet carrying tunnel metadata.
+	 */
+	if (bpf_check_mtu(skb, s->vxlan_ifindex, &mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS) {
+		count(CNT_FRAG_NEEDED);
 		return BRAID_NEXT;
 	}
-	if (rc < 0)
+	if (set_key(skb, s, te) < 0)
 		return TC_ACT_SHOT;
 	count(CNT_ENCAP);
 	return bpf_redirect(s->vxlan_ifindex, 0);
@@ -143,17 +157,24 @@ SEC("tc")
 int to_overlay(struct __sk_buff *skb)
 {
 	struct tunnel_conf *s = settings();
-	struct iphdr *ip = ipv4_hdr(skb);
+	/* Behind ptp, no veth-ebpf has checked the pod's header: lengths
+	 * must add up before a redirect skips the stack's checks. */
+	struct iphdr *ip = ipv4_hdr_checked(skb);
+	struct tunnel_endpoint *te = NULL;
 
 	if (!s) {
 		count(CNT_NOT_CONFIGURED);
 		return TC_ACT_SHOT;
 	}
-	if (!ip || set_key(skb, s, ip->daddr) < 0) {
+	if (ip)
+		te = tunnel_lookup(ip->daddr);
+	if (!te) {
 		/* A collect_md device cannot send without a key. */
 		count(CNT_DROP_NO_KEY);
 		return TC_ACT_SHOT;
 	}
+	if (set_key(skb, s, te) < 0)
+		return TC_ACT_SHOT;
 	return BRAID_NEXT;
 }
 
@@ -194,7 +215,8 @@ int from_overlay(struct __sk_buff *skb)
 		count(CNT_DROP_UNKNOWN_PEER);
 		return TC_ACT_SHOT;
 	}
-	ip = ipv4_hdr(skb);
+	/* Delivery skips the stack's checks: lengths must add up. */
+	ip = ipv4_hdr_checked(skb);
 	if (!ip) {
 		count(CNT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
@@ -204,8 +226,12 @@ int from_overlay(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	ep = endpoint_lookup(ip->daddr);
-	if (!ep) {
-		/* For the node itself: the inner MAC is the sender's device's. */
+	if (!ep || ip->ttl <= 1) {
+		/*
+		 * For the node itself, or a TTL that expires here (the stack
+		 * answers with ICMP "time exceeded"). The inner destination MAC
+		 * is the sender's, not this device's: make the stack take it.
+		 */
 		bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
 		count(CNT_DECAP_TO_STACK);
 		return BRAID_NEXT;

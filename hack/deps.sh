@@ -16,6 +16,11 @@ have sockperf || need+=(sockperf)
 have tcpdump  || need+=(tcpdump)
 have protoc   || need+=(protobuf-compiler)
 have etcd     || need+=(etcd-server)
+# integration/podman: podman 4 (CNI backend) with runc (crun fails on a
+# hybrid cgroup layout); its busybox image is built from busybox-static,
+# which the suite downloads itself.
+have podman   || need+=(podman)
+have runc     || need+=(runc)
 
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"

@@ -32,12 +32,41 @@ __inline struct ethhdr *eth_hdr(struct __sk_buff *skb)
 	return hdr(skb, 0, sizeof(struct ethhdr));
 }
 
-/* ipv4_hdr returns the IPv4 header after the Ethernet header, with sane IHL. */
+/*
+ * ipv4_hdr returns the IPv4 header after the Ethernet header, with sane IHL,
+ * of a frame whose EtherType says IPv4: a frame that only looks like one
+ * inside would be handed to a stack that does not take it for IPv4.
+ */
 __inline struct iphdr *ipv4_hdr(struct __sk_buff *skb)
 {
-	struct iphdr *ip = hdr(skb, sizeof(struct ethhdr), sizeof(struct iphdr));
+	struct ethhdr *eth = eth_hdr(skb);
+	struct iphdr *ip;
 
+	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP))
+		return NULL;
+	ip = hdr(skb, sizeof(struct ethhdr), sizeof(struct iphdr));
 	if (!ip || ip->version != 4 || ip->ihl < 5)
+		return NULL;
+	return ip;
+}
+
+/*
+ * ipv4_hdr_checked is ipv4_hdr for packets a pod sends, which may lie about
+ * their lengths: the header (options included) must fit in the total
+ * length, and the total length in the packet (which may be longer: Ethernet
+ * padding). A GSO packet of BIG TCP carries total length 0.
+ */
+__inline struct iphdr *ipv4_hdr_checked(struct __sk_buff *skb)
+{
+	struct iphdr *ip = ipv4_hdr(skb);
+	__u32 tot_len;
+
+	if (!ip)
+		return NULL;
+	tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len == 0 && skb->gso_size)
+		return ip;
+	if (tot_len < (__u32)ip->ihl * 4 || sizeof(struct ethhdr) + tot_len > skb->len)
 		return NULL;
 	return ip;
 }

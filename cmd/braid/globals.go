@@ -19,6 +19,7 @@ type globals struct {
 	stateDir string
 	bpfRoot  string
 	output   string
+	etcd     etcdFlags // service and node commands: work on etcd when set
 }
 
 func (g *globals) bind(root *cobra.Command) {

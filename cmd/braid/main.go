@@ -26,6 +26,9 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	g.bind(root)
-	root.AddCommand(nodeCmd(g), endpointCmd(g), bpfCmd(g), statusCmd(g), syncCmd(g), serviceCmd(g))
+	node, service := nodeCmd(g), serviceCmd(g)
+	g.etcd.bind(node.PersistentFlags())
+	g.etcd.bind(service.PersistentFlags())
+	root.AddCommand(node, endpointCmd(g), bpfCmd(g), statusCmd(g), syncCmd(g), service, agentCmd(g))
 	return root
 }

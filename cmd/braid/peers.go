@@ -16,6 +16,9 @@ func nodeAddCmd(g *globals) *cobra.Command {
 		Short: "add (or update) another node of the cluster",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if g.etcd.enabled() {
+				return fmt.Errorf("nodes join a cluster in etcd by running `braid agent --datastore etcd`")
+			}
 			n, err := parseNode(args[0], nodeIP, podCIDR, "-")
 			if err != nil {
 				return err
@@ -43,6 +46,9 @@ func nodeDelCmd(g *globals) *cobra.Command {
 		Short: "remove another node of the cluster",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if g.etcd.enabled() {
+				return g.etcdNodeDel(args[0])
+			}
 			var existed bool
 			err := g.update(func(tx *store.Tx) (err error) {
 				existed, err = tx.DeletePeer(args[0])
@@ -74,6 +80,9 @@ func nodeListCmd(g *globals) *cobra.Command {
 		Short: "list this node and the other nodes it knows",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if g.etcd.enabled() {
+				return g.etcdNodeList()
+			}
 			rows := []nodeRow{}
 			err := g.view(func(tx *store.Tx) error {
 				if self, err := tx.Node(); err == nil {

@@ -22,7 +22,7 @@ func serviceCmd(g *globals) *cobra.Command {
 
 func serviceAddCmd(g *globals) *cobra.Command {
 	var s store.Service
-	var vip, backends string
+	var vip, backends, nodePortRange string
 	var port, nodePort uint16
 	cmd := &cobra.Command{
 		Use:   "add NAME",
@@ -32,6 +32,9 @@ func serviceAddCmd(g *globals) *cobra.Command {
 			var err error
 			s.Name, s.Port, s.NodePort = args[0], port, nodePort
 			s.Protocol = strings.ToLower(s.Protocol)
+			if err := checkNodePort(s.Type, nodePort, nodePortRange); err != nil {
+				return err
+			}
 			if s.VIP, err = netip.ParseAddr(vip); err != nil {
 				return fmt.Errorf("--vip %q is not an IPv4 address", vip)
 			}
@@ -48,6 +51,7 @@ func serviceAddCmd(g *globals) *cobra.Command {
 	f.StringVar(&backends, "backend", "", "backends as IP:PORT[,IP:PORT...]")
 	f.StringVar(&s.Type, "type", store.ClusterIP, "ClusterIP or NodePort")
 	f.Uint16Var(&nodePort, "node-port", 0, "node port of a NodePort service")
+	f.StringVar(&nodePortRange, "node-port-range", "30000-32767", "the range --node-port must be in (the dsr plugin's nodePortRange)")
 	f.StringVar(&s.ExternalTrafficPolicy, "external-traffic-policy", "", "Cluster or Local (NodePort)")
 	_ = cmd.MarkFlagRequired("vip")
 	_ = cmd.MarkFlagRequired("port")
@@ -64,6 +68,9 @@ func serviceBackendsSetCmd(g *globals) *cobra.Command {
 			bs, err := parseBackends(backends)
 			if err != nil {
 				return err
+			}
+			if g.etcd.enabled() {
+				return g.etcdSetBackends(args[0], bs)
 			}
 			return g.update(func(tx *store.Tx) error {
 				s, err := tx.Service(args[0])
@@ -89,6 +96,9 @@ func serviceDelCmd(g *globals) *cobra.Command {
 		Short: "remove a service",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if g.etcd.enabled() {
+				return g.etcdDelService(args[0])
+			}
 			var existed bool
 			err := g.update(func(tx *store.Tx) (err error) {
 				existed, err = tx.DeleteService(args[0])
@@ -113,7 +123,13 @@ func serviceListCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			var svcs []store.Service
-			if err := g.view(func(tx *store.Tx) (err error) { svcs, err = tx.Services(); return err }); err != nil {
+			var err error
+			if g.etcd.enabled() {
+				svcs, err = g.etcdServices()
+			} else {
+				err = g.view(func(tx *store.Tx) (err error) { svcs, err = tx.Services(); return err })
+			}
+			if err != nil {
 				return err
 			}
 			if svcs == nil {
@@ -161,13 +177,12 @@ func serviceApplyCmd(g *globals) *cobra.Command {
 
 // putServices stores all of svcs in one transaction: all or none.
 func (g *globals) putServices(svcs ...store.Service) error {
+	if g.etcd.enabled() {
+		return g.etcdPutServices(svcs)
+	}
 	err := g.update(func(tx *store.Tx) error {
-		for _, s := range svcs {
-			if _, err := tx.PutService(s); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := tx.PutServices(svcs)
+		return err
 	})
 	if err != nil {
 		return err
@@ -200,4 +215,19 @@ func readFileOrStdin(path string) ([]byte, error) {
 		return readAllLimited(os.Stdin)
 	}
 	return os.ReadFile(path)
+}
+
+// checkNodePort refuses a NodePort service's node port outside portRange
+// ("first-last"), which must match the dsr plugin's nodePortRange: dsr
+// ignores (and reports) services outside it.
+func checkNodePort(typ string, nodePort uint16, portRange string) error {
+	var lo, hi int
+	if _, err := fmt.Sscanf(portRange, "%d-%d", &lo, &hi); err != nil || lo < 1 || hi > 65535 || lo > hi ||
+		portRange != fmt.Sprintf("%d-%d", lo, hi) {
+		return fmt.Errorf("--node-port-range %q is not a port range such as 30000-32767", portRange)
+	}
+	if typ == store.NodePort && nodePort != 0 && (int(nodePort) < lo || int(nodePort) > hi) {
+		return fmt.Errorf("--node-port %d is outside the node-port range %s (see --node-port-range)", nodePort, portRange)
+	}
+	return nil
 }

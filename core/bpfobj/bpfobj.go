@@ -34,6 +34,7 @@ func Load(bpfRoot, plugin string, load Spec, objs any) (*maps.Endpoints, error) 
 		eps.Close()
 		return nil, err
 	}
+	adjustLayout(spec)
 	if _, err := migrate(spec, dir); err != nil {
 		eps.Close()
 		return nil, err

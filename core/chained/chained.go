@@ -53,13 +53,15 @@ type Plugin struct {
 	Parse func(stdin []byte) (config.Plugin, error)
 	// Open loads the plugin's datapath for one call.
 	Open func(conf config.Plugin) (Datapath, error)
+	// Counters names the indexes of the plugin's counters map (optional).
+	Counters []string
 }
 
 // Main runs the plugin binary.
 func (p Plugin) Main() {
 	plugin.Main(p.Name, skel.CNIFuncs{
 		Add: p.cmdAdd, Del: p.cmdDel, Check: p.cmdCheck, GC: p.cmdGC, Status: p.cmdStatus,
-	}, p.reconcile)
+	}, p.reconcile, plugin.WithGC(p.collect), plugin.WithCounters(p.Counters...))
 }
 
 // call is one invocation's hold on the node.
@@ -81,7 +83,7 @@ func (p Plugin) open(stdin []byte, verb string) (*call, error) {
 	c := &call{conf: conf, common: conf.Shared()}
 	log, closeLog := logging.New(c.common.LogFile, c.common.Level(), p.Name)
 	c.log, c.closers = log.With("verb", verb), []func(){closeLog}
-	if c.store, err = store.Open(c.common.StateDir, c.common.Timeout()); err != nil {
+	if c.store, err = c.common.OpenStore(); err != nil {
 		c.Close()
 		return nil, err
 	}

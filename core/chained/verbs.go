@@ -11,6 +11,7 @@ import (
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/core/tcx"
+	"github.com/cilium/ebpf/link"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
@@ -99,19 +100,62 @@ func (p Plugin) cmdGC(args *skel.CmdArgs) error {
 	for _, v := range config.Standard(c.conf).ValidAttachments {
 		valid[store.AttachmentID(v.ContainerID, v.IfName)+"_ingress"] = true
 	}
+	return cnierr.Wrap(c.gc(p.Name, valid, &plugin.Report{}), "%s GC", p.Name)
+}
+
+// collect is the agent's GC: it drops the pod pins whose veth is gone. It
+// cannot go by the store's endpoints, as the interface plugin may not be
+// braid's (ptp); and a pin whose interface still exists may belong to an
+// ADD running right now.
+func (p Plugin) collect(stdin []byte, r *plugin.Report) error {
+	c, err := p.open(stdin, "COLLECT")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	pins, err := bpffs.LinkPins(c.common.BPFRoot, p.Name)
 	if err != nil {
-		return cnierr.Wrap(err, "%s GC", p.Name)
+		return err
+	}
+	valid := map[string]bool{}
+	for _, pin := range pins {
+		valid[pin] = !detached(bpffs.LinkPin(c.common.BPFRoot, p.Name, pin))
+	}
+	return c.gc(p.Name, valid, r)
+}
+
+// detached reports whether the tcx link pinned at pin lost its interface
+// (the kernel then reports ifindex 0). A link it cannot read is kept.
+func detached(pin string) bool {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil || info.TCX() == nil {
+		return false
+	}
+	return info.TCX().Ifindex == 0
+}
+
+// gc detaches the pod pins not in valid (node-wide pins are kept), then
+// reconciles the node.
+func (c *call) gc(name string, valid map[string]bool, r *plugin.Report) error {
+	pins, err := bpffs.LinkPins(c.common.BPFRoot, name)
+	if err != nil {
+		return err
 	}
 	for _, pin := range pins {
 		if !valid[pin] && !strings.HasPrefix(pin, "dev-") {
-			if err := tcx.Detach(bpffs.LinkPin(c.common.BPFRoot, p.Name, pin)); err != nil {
-				return cnierr.Wrap(err, "%s GC", p.Name)
+			if err := tcx.Detach(bpffs.LinkPin(c.common.BPFRoot, name, pin)); err != nil {
+				return err
 			}
 			c.log.Info("gc pin", "pin", pin)
+			r.Changed("removed pin %s", pin)
 		}
 	}
-	return cnierr.Wrap(c.dp.Reconcile(c.cluster, &plugin.Report{}), "%s GC", p.Name)
+	return c.dp.Reconcile(c.cluster, r)
 }
 
 // cmdStatus is ready when the node is initialized (else 50) and its
@@ -149,9 +193,10 @@ func (p Plugin) reconcile(stdin []byte, r *plugin.Report) error {
 	return c.restorePods(p.Name, r)
 }
 
-// restorePods attaches the pod program to each endpoint's host veth whose
-// pin is missing or stale. Run after the interface plugin's own reconcile
-// (braid sync follows conflist order), it keeps the tcx order of the chain.
+// restorePods attaches the pod program to each endpoint's host veth, where
+// it is missing, and moves the others to this binary's program in place (an
+// upgrade). Run after the interface plugin's own reconcile (braid sync
+// follows conflist order), it keeps the tcx order of the chain.
 func (c *call) restorePods(plugin string, r *plugin.Report) error {
 	prog := c.dp.PodProgram()
 	if prog == nil {
@@ -168,13 +213,13 @@ func (c *call) restorePods(plugin string, r *plugin.Report) error {
 			continue // the interface plugin reports it
 		}
 		pin := c.podPin(plugin, ep.ContainerID, ep.IfName)
-		if tcx.Verify(pin, host.Attrs().Index) == nil {
-			continue
-		}
+		missing := tcx.Verify(pin, host.Attrs().Index)
 		if err := tcx.Attach(host.Attrs().Index, tcx.Ingress, prog, pin); err != nil {
 			return err
 		}
-		r.Changed("pod program restored on %s (%s)", ep.HostIfName, ep.IPv4)
+		if missing != nil {
+			r.Changed("pod program restored on %s (%s)", ep.HostIfName, ep.IPv4)
+		}
 	}
 	return nil
 }

@@ -20,10 +20,20 @@ func New(file string, level slog.Level, plugin string) (*slog.Logger, func()) {
 	} else {
 		if err := os.MkdirAll(filepath.Dir(file), 0o700); err == nil {
 			if f, err := os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err == nil {
+				restrictMode(f)
 				w, closeFn = f, func() { f.Close() }
 			}
 		}
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	return slog.New(h).With("plugin", plugin, "pid", os.Getpid()), closeFn
+}
+
+// restrictMode drops group and other permissions from a log file that has
+// them (made by hand, or by a rotation that did not keep the mode): the log
+// names every pod and address of the node.
+func restrictMode(f *os.File) {
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		_ = f.Chmod(fi.Mode().Perm() & 0o700)
+	}
 }

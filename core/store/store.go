@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/braid-cni/braid/core/cnierr"
+	"github.com/containernetworking/cni/pkg/types"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -71,16 +72,35 @@ func OpenWith(dir string, o Options) (*Store, error) {
 		return nil, cnierr.IO("cannot create stateDir %s: %v", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
+	if err := checkNotEmpty(path); err != nil {
+		return nil, err
+	}
+	// A panic in bolt.Open (a corrupt file) leaves bbolt's mapping of the
+	// file, and with it bbolt's lock, in this process: harmless for a CNI
+	// call, which exits; a long-lived caller keeps the corrupt file locked
+	// until `braid node rebuild` moves it aside.
+	var db *bolt.DB
+	err := guarded(path, func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
+		return err
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, cnierr.TryAgain("state store %s is locked by another process for more than %s; try again", path, timeout)
 	}
-	if err != nil {
-		return nil, cnierr.IO("cannot open state store %s: %v (if it is corrupt, `braid node rebuild` recovers it from kernel state)", path, err)
+	var ioErr *types.Error
+	if errors.As(err, &ioErr) {
+		return nil, err
 	}
+	if err != nil {
+		return nil, cnierr.IO("cannot open state store %s: %v (if it is corrupt, %s)", path, err, rebuildHint)
+	}
+	restrictMode(path)
 	s := &Store{db: db}
-	if err := s.ensureSchema(); err != nil {
+	if err := guarded(path, s.ensureSchema); err != nil {
 		db.Close()
+		if errors.As(err, &ioErr) {
+			return nil, err
+		}
 		return nil, cnierr.IO("state store %s: %v", path, err)
 	}
 	return s, nil
@@ -136,12 +156,16 @@ func (s *Store) Path() string { return s.db.Path() }
 
 // Update runs fn in a read-write transaction, committed if fn returns nil.
 func (s *Store) Update(fn func(*Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+	return guarded(s.db.Path(), func() error {
+		return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+	})
 }
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+	return guarded(s.db.Path(), func() error {
+		return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+	})
 }
 
 // Tx is a store transaction.
@@ -152,7 +176,10 @@ func (t *Tx) getJSON(bucket, key []byte, v any) error {
 	if raw == nil {
 		return ErrNotFound
 	}
-	return json.Unmarshal(raw, v)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return corrupt(t.tx.DB().Path(), "record %s/%s: %v", bucket, key, err)
+	}
+	return nil
 }
 
 func (t *Tx) putJSON(bucket, key []byte, v any) error {
@@ -165,10 +192,10 @@ func (t *Tx) putJSON(bucket, key []byte, v any) error {
 
 // forEachJSON decodes every value of bucket into a fresh T.
 func forEachJSON[T any](t *Tx, bucket []byte, fn func(T) error) error {
-	return t.tx.Bucket(bucket).ForEach(func(_, raw []byte) error {
+	return t.tx.Bucket(bucket).ForEach(func(key, raw []byte) error {
 		var v T
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return err
+			return corrupt(t.tx.DB().Path(), "record %s/%s: %v", bucket, key, err)
 		}
 		return fn(v)
 	})

@@ -145,8 +145,12 @@ func mountsUnder(dir string) ([]string, error) {
 // AddNode adds node i = len(Nodes)+1: namespace "<topology>-n<i>" whose
 // eth0 (198.18.0.i/24) is a veth to the underlay bridge, pod CIDR
 // 198.19.i.0/24, its own state dir and bpffs, and `braid node init` done.
-func (topo *Topology) AddNode(t *testing.T) *Node {
+func (topo *Topology) AddNode(t *testing.T, opts ...NodeOption) *Node {
 	t.Helper()
+	var o nodeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	i := len(topo.Nodes) + 1
 	if i > 250 {
 		t.Fatal("a topology holds at most 250 nodes")
@@ -177,10 +181,23 @@ func (topo *Topology) AddNode(t *testing.T) *Node {
 	if err := unix.Mount("bpffs", n.BPFRoot, "bpf", 0, "mode=0700"); err != nil {
 		t.Fatalf("mount bpffs on %s: %v", n.BPFRoot, err)
 	}
+	if o.noInit {
+		return n
+	}
 	n.Braid(t, "node", "init", "--name", name, "--node-ip", n.IP.String(),
 		"--pod-cidr", n.PodCIDR.String(), "--device", NodeDevice)
 	return n
 }
+
+// NodeOption changes how AddNode makes a node.
+type NodeOption func(*nodeOptions)
+
+type nodeOptions struct{ noInit bool }
+
+// WithoutInit leaves out `braid node init`: the node gets its identity from
+// elsewhere (braid agent with etcd claims its pod CIDR; PodCIDR is then
+// only a guess until the test reads the real one).
+func WithoutInit() NodeOption { return func(o *nodeOptions) { o.noInit = true } }
 
 // NodeDevice is every node's underlay device.
 const NodeDevice = "eth0"

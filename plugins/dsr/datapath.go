@@ -62,6 +62,9 @@ func (d *datapath) Reconcile(c chained.Cluster, r *plugin.Report) error {
 			r.Problem("overlay device %s is not there yet: %v", d.conf.OverlayDevice, err)
 		} else {
 			settings.OverlayIfindex = uint32(ov.Attrs().Index)
+			// Forwarded packets leave through the overlay: the option must
+			// fit its MTU, not the node device's.
+			settings.DeviceMtu = uint32(ov.Attrs().MTU)
 			devices = append(devices, d.conf.OverlayDevice)
 			if err := tcx.AttachFirst(ov.Attrs().Index, tcx.Ingress, d.objs.FromOverlay, d.pin(d.conf.OverlayDevice)); err != nil {
 				return err

@@ -13,8 +13,9 @@ const pluginName = "dsr"
 
 func main() {
 	chained.Plugin{
-		Name:  pluginName,
-		Parse: func(stdin []byte) (config.Plugin, error) { return parseConfig(stdin) },
-		Open:  func(conf config.Plugin) (chained.Datapath, error) { return openDatapath(conf.(*NetConf)) },
+		Name:     pluginName,
+		Parse:    func(stdin []byte) (config.Plugin, error) { return parseConfig(stdin) },
+		Open:     func(conf config.Plugin) (chained.Datapath, error) { return openDatapath(conf.(*NetConf)) },
+		Counters: counterNames,
 	}.Main()
 }

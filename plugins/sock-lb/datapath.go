@@ -79,8 +79,12 @@ func (d *datapath) Reconcile(c chained.Cluster, r *plugin.Report) error {
 		return fmt.Errorf("lb settings: %w", err)
 	}
 	for _, h := range d.hooks() {
+		missing := cgroup.Verify(d.conf.CgroupRoot, d.hookPin(h.name))
 		if err := cgroup.Attach(d.conf.CgroupRoot, h.attach, h.prog, d.hookPin(h.name)); err != nil {
 			return err
+		}
+		if missing != nil {
+			r.Changed("cgroup hook %s attached at %s", h.name, d.conf.CgroupRoot)
 		}
 	}
 	return d.syncServices(c, r)
@@ -91,7 +95,7 @@ func (d *datapath) Reconcile(c chained.Cluster, r *plugin.Report) error {
 func (d *datapath) CheckNode(c chained.Cluster) error {
 	for _, h := range d.hooks() {
 		if err := cgroup.Verify(d.conf.CgroupRoot, d.hookPin(h.name)); err != nil {
-			return err
+			return fmt.Errorf("cgroup attachment %s at %s is missing: %w", h.name, d.conf.CgroupRoot, err)
 		}
 	}
 	for _, s := range c.Services {
@@ -100,13 +104,20 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 			return fmt.Errorf("service %s (%s:%d/%s) is not in the service map", s.Name, s.VIP, s.Port, s.Protocol)
 		}
 		if int(v.Count) != len(s.Backends) || v.Id != s.ID {
-			return fmt.Errorf("service %s has %d backends in the map, %d in the store", s.Name, v.Count, len(s.Backends))
+			return fmt.Errorf("service %s is id %d with %d backends in the map, id %d with %d in the store",
+				s.Name, v.Id, v.Count, s.ID, len(s.Backends))
+		}
+		for slot, b := range s.Backends {
+			var be sockLbLbBackend
+			want := sockLbLbBackend{Ip: maps.IPv4Word(b.IP), Port: maps.Port16(b.Port)}
+			if err := d.objs.LbBackends.Lookup(sockLbLbBackendKey{Id: s.ID, Slot: uint32(slot)}, &be); err != nil || be != want {
+				return fmt.Errorf("service %s: backend slot %d is not %s in the backend map", s.Name, slot, b)
+			}
 		}
 	}
 	return nil
 }
 
-// netnsCookie is the cookie of the netns this plugin runs in: the node's.
 func netnsCookie() (uint64, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -28,7 +28,7 @@ const (
 	verdictNext     = 0xffffffff // TCX_NEXT, -1
 )
 
-// Counter indices of bpf/veth_ebpf.c.
+// Counter indices of bpf/veth_ebpf.c (counters.go names them).
 const (
 	ctrRedirectPeer = iota
 	ctrPassNext
@@ -40,9 +40,6 @@ const (
 	ctrDropNotOurs
 	ctrToContainer
 )
-
-var ctrNames = []string{"redirect_peer", "pass_next", "drop_spoof_ip", "drop_spoof_mac",
-	"drop_spoof_arp", "drop_proto", "drop_malformed", "drop_not_ours", "to_container"}
 
 // skbContext is the head of struct __sk_buff, up to ifindex: test_run takes
 // a prefix and requires every field it does not support to be zero.
@@ -178,8 +175,8 @@ func check(t *testing.T, objs *vethEbpfObjects, prog *ebpf.Program, cases []prog
 				}
 				if after[i] != want {
 					name := fmt.Sprint(i)
-					if i < len(ctrNames) {
-						name = ctrNames[i]
+					if i < len(counterNames) {
+						name = counterNames[i]
 					}
 					t.Errorf("counter %s went from %d to %d, want %d", name, before[i], after[i], want)
 				}
@@ -483,7 +480,7 @@ func TestEveryCounterCovered(t *testing.T) {
 	for _, tc := range append(fromContainerCases(), toContainerCases()...) {
 		seen[tc.counter] = true
 	}
-	for i, name := range ctrNames {
+	for i, name := range counterNames {
 		if !seen[i] {
 			t.Errorf("no case exercises counter %s", name)
 		}

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/bpfobj"
+	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/tcx"
+	"golang.org/x/sys/unix"
 )
 
 // datapath is this node's veth-ebpf BPF state: the shared endpoint map and,
@@ -64,6 +67,9 @@ func (d *datapath) linkPins(hostIf string) (ingress, egress string) {
 // in that order, so the first packet the pod sends is already known.
 func (d *datapath) attach(ep endpointRef) error {
 	if err := d.endpoints.Put(ep.ip, ep.info); err != nil {
+		if errors.Is(err, unix.E2BIG) { // what a full hash map answers
+			return cnierr.TryAgain("endpoint map is full (%d entries): delete unused pods, or run GC to drop entries no endpoint owns", maps.EndpointsMax)
+		}
 		return fmt.Errorf("endpoint map: %w (the map holds %d entries)", err, maps.EndpointsMax)
 	}
 	objs, err := d.programs()

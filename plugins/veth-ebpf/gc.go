@@ -7,6 +7,7 @@ import (
 
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/cnierr"
+	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
@@ -117,4 +118,27 @@ func (s *session) collectOrphans(tx *store.Tx, kept map[string]store.Endpoint) e
 // isHostVethName matches names made by hostVethName.
 func isHostVethName(name string) bool {
 	return len(name) == len(hostVethPrefix)+12 && strings.HasPrefix(name, hostVethPrefix)
+}
+
+// collect is the agent's GC (the Datapath service's GC): every endpoint in
+// the store is kept and what none of them owns goes. It decides inside the
+// store transaction, and an ADD holds the store throughout, so the two
+// never race.
+func collect(stdin []byte, _ *plugin.Report) error {
+	s, err := openSession(stdin, "COLLECT")
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.store.Update(func(tx *store.Tx) error {
+		eps, err := tx.Endpoints()
+		if err != nil {
+			return err
+		}
+		kept := map[string]store.Endpoint{}
+		for _, ep := range eps {
+			kept[ep.HostIfName] = ep
+		}
+		return s.collectOrphans(tx, kept)
+	})
 }

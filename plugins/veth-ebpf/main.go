@@ -14,5 +14,5 @@ func main() {
 		Check:  cmdCheck,
 		GC:     cmdGC,
 		Status: cmdStatus,
-	}, reconcile)
+	}, reconcile, plugin.WithGC(collect), plugin.WithCounters(counterNames...))
 }

@@ -12,8 +12,9 @@ const pluginName = "vxlan-tunnel"
 
 func main() {
 	chained.Plugin{
-		Name:  pluginName,
-		Parse: func(stdin []byte) (config.Plugin, error) { return parseConfig(stdin) },
-		Open:  func(conf config.Plugin) (chained.Datapath, error) { return openDatapath(conf.(*NetConf)) },
+		Name:     pluginName,
+		Parse:    func(stdin []byte) (config.Plugin, error) { return parseConfig(stdin) },
+		Open:     func(conf config.Plugin) (chained.Datapath, error) { return openDatapath(conf.(*NetConf)) },
+		Counters: counterNames,
 	}.Main()
 }

@@ -1,0 +1,309 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/braid-cni/braid/core/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// View is the cluster as one node sees it: itself with the pod CIDR it
+// holds, the other registered nodes, and the services.
+type View struct {
+	Self     store.Node
+	Peers    []store.Peer
+	Services []store.Service
+	// Problems are entries in etcd that could not be read.
+	Problems []string
+}
+
+// Member is one node's membership: registration under a lease, the pod
+// CIDR claim, and a watch that turns every change into a new View.
+type Member struct {
+	Client *Client
+	// Node is this node; its PodCIDR, if set, is the CIDR to ask for first
+	// (the one the node's pods already use).
+	Node        store.Node
+	ClusterCIDR netip.Prefix
+	NodeBits    int // the size of each node's pod CIDR, 24 for a /24
+	LeaseTTL    time.Duration
+	Log         *slog.Logger
+
+	lastKeepAlive atomic.Int64 // unix nanoseconds; 0 while not registered
+}
+
+// Connected reports whether the node is registered and its lease was
+// renewed within its TTL.
+func (m *Member) Connected() bool {
+	last := m.lastKeepAlive.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < m.LeaseTTL
+}
+
+// Run keeps the node registered and calls apply with a new View after each
+// change, until ctx ends. When etcd is unreachable it waits and retries,
+// calling nothing: the node keeps the last view it applied. A session that
+// ends (lease lost, watch broken) is followed by a new one that registers
+// again and re-reads everything, so nothing missed is lost.
+func (m *Member) Run(ctx context.Context, apply func(View)) {
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := m.session(ctx, apply)
+		m.lastKeepAlive.Store(0)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = 250 * time.Millisecond
+		}
+		m.Log.Warn("etcd session ended; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// callTimeout bounds each etcd call of a session.
+const callTimeout = 5 * time.Second
+
+func (m *Member) session(ctx context.Context, apply func(View)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cctx, ccancel := context.WithTimeout(ctx, callTimeout)
+	lease, err := m.Client.Grant(cctx, int64(m.LeaseTTL.Seconds()))
+	ccancel()
+	if err != nil {
+		return fmt.Errorf("lease: %w", err)
+	}
+	cctx, ccancel = context.WithTimeout(ctx, callTimeout)
+	cidr, err := m.Register(cctx, lease.ID)
+	ccancel()
+	if err != nil {
+		return err
+	}
+	self := m.Node
+	self.PodCIDR = cidr
+	m.Node.PodCIDR = cidr // asked for first next time
+	keepAlive, err := m.Client.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		return fmt.Errorf("keepalive: %w", err)
+	}
+	m.lastKeepAlive.Store(time.Now().UnixNano())
+	m.Log.Info("registered", "node", self.Name, "podCIDR", cidr, "lease", fmt.Sprintf("%x", lease.ID))
+
+	cctx, ccancel = context.WithTimeout(ctx, callTimeout)
+	st, rev, err := m.load(cctx)
+	ccancel()
+	if err != nil {
+		return err
+	}
+	apply(st.view(self))
+	watch := m.Client.Watch(clientv3.WithRequireLeader(ctx), m.Client.prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ka, ok := <-keepAlive:
+			if !ok {
+				return errors.New("lease lost (etcd unreachable for longer than the lease TTL)")
+			}
+			if ka != nil {
+				m.lastKeepAlive.Store(time.Now().UnixNano())
+			}
+		case resp, ok := <-watch:
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if err := resp.Err(); err != nil {
+				return fmt.Errorf("watch: %w", err)
+			}
+			changed := false
+			for _, ev := range resp.Events {
+				changed = st.apply(m.Client, ev) || changed
+			}
+			if changed {
+				apply(st.view(self))
+			}
+		}
+	}
+}
+
+// Register claims a pod CIDR for the node (or finds the one it holds) and
+// registers the node under lease, in one transaction: two agents can never
+// get the same CIDR, and a node is never seen without one. Run does this;
+// it is exported for tools that simulate nodes.
+func (m *Member) Register(ctx context.Context, lease clientv3.LeaseID) (netip.Prefix, error) {
+	c, name := m.Client, m.Node.Name
+	for range 20 {
+		claim, err := c.Get(ctx, c.key(kindClaims, name))
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("claim: %w", err)
+		}
+		var cidr netip.Prefix
+		var conds []clientv3.Cmp
+		var ops []clientv3.Op
+		if len(claim.Kvs) > 0 {
+			if cidr, err = netip.ParsePrefix(string(claim.Kvs[0].Value)); err != nil {
+				return cidr, fmt.Errorf("%s: %w", claim.Kvs[0].Key, err)
+			}
+			if !m.ClusterCIDR.Contains(cidr.Addr()) || cidr.Bits() != m.NodeBits {
+				return cidr, fmt.Errorf("node %s holds pod CIDR %s, which is not a /%d of the cluster CIDR %s: release it with `braid node del %s --etcd-endpoints …`",
+					name, cidr, m.NodeBits, m.ClusterCIDR, name)
+			}
+			conds = []clientv3.Cmp{
+				clientv3.Compare(clientv3.Value(c.key(kindClaims, name)), "=", cidr.String()),
+				clientv3.Compare(clientv3.Value(c.key(kindPodCIDRs, cidr.String())), "=", name),
+			}
+		} else {
+			taken, err := c.Get(ctx, c.dir(kindPodCIDRs), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+			if err != nil {
+				return cidr, fmt.Errorf("pod CIDRs: %w", err)
+			}
+			used := map[string]bool{}
+			for _, kv := range taken.Kvs {
+				used[strings.TrimPrefix(string(kv.Key), c.dir(kindPodCIDRs))] = true
+			}
+			if cidr, err = m.pick(used); err != nil {
+				return cidr, err
+			}
+			conds = []clientv3.Cmp{
+				clientv3.Compare(clientv3.CreateRevision(c.key(kindClaims, name)), "=", 0),
+				clientv3.Compare(clientv3.CreateRevision(c.key(kindPodCIDRs, cidr.String())), "=", 0),
+			}
+			ops = []clientv3.Op{
+				clientv3.OpPut(c.key(kindClaims, name), cidr.String()),
+				clientv3.OpPut(c.key(kindPodCIDRs, cidr.String()), name),
+			}
+		}
+		reg, err := json.Marshal(store.Peer{Name: name, NodeIP: m.Node.NodeIP, PodCIDR: cidr})
+		if err != nil {
+			return cidr, err
+		}
+		ops = append(ops, clientv3.OpPut(c.key(kindNodes, name), string(reg), clientv3.WithLease(lease)))
+		resp, err := c.Txn(ctx).If(conds...).Then(ops...).Commit()
+		if err != nil {
+			return cidr, fmt.Errorf("register: %w", err)
+		}
+		if resp.Succeeded {
+			return cidr, nil
+		}
+		// Another agent took the CIDR (or the claim changed): look again.
+	}
+	return netip.Prefix{}, errors.New("could not claim a pod CIDR: too many concurrent claims")
+}
+
+// pick is the node's preferred CIDR if it is free, else the first free one.
+func (m *Member) pick(used map[string]bool) (netip.Prefix, error) {
+	if p := m.Node.PodCIDR; p.IsValid() && p.Bits() == m.NodeBits && m.ClusterCIDR.Contains(p.Addr()) && !used[p.String()] {
+		return p, nil
+	}
+	base := m.ClusterCIDR.Masked().Addr().As4()
+	first := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	n := uint64(1) << (m.NodeBits - m.ClusterCIDR.Bits())
+	for i := range n {
+		a := first + uint32(i<<(32-m.NodeBits))
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), m.NodeBits)
+		if !used[p.String()] {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("cluster CIDR %s has no free /%d left (%d nodes hold one)", m.ClusterCIDR, m.NodeBits, len(used))
+}
+
+// state is the part of etcd a node follows.
+type state struct {
+	nodes    map[string]store.Peer
+	services map[string]store.Service
+	bad      map[string]string // key -> why it could not be read
+}
+
+func (m *Member) load(ctx context.Context) (*state, int64, error) {
+	c := m.Client
+	resp, err := c.Txn(ctx).Then(
+		clientv3.OpGet(c.dir(kindNodes), clientv3.WithPrefix()),
+		clientv3.OpGet(c.dir(kindServices), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return nil, 0, fmt.Errorf("load: %w", err)
+	}
+	st := &state{nodes: map[string]store.Peer{}, services: map[string]store.Service{}, bad: map[string]string{}}
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			st.put(c, string(kv.Key), kv.Value)
+		}
+	}
+	return st, resp.Header.Revision, nil
+}
+
+// apply folds one watch event into the state; it reports whether it
+// touched anything the node follows.
+func (st *state) apply(c *Client, ev *clientv3.Event) bool {
+	key := string(ev.Kv.Key)
+	if ev.Type == clientv3.EventTypeDelete {
+		name := path.Base(key)
+		delete(st.bad, key)
+		switch {
+		case strings.HasPrefix(key, c.dir(kindNodes)):
+			delete(st.nodes, name)
+		case strings.HasPrefix(key, c.dir(kindServices)):
+			delete(st.services, name)
+		default:
+			return false
+		}
+		return true
+	}
+	return st.put(c, key, ev.Kv.Value)
+}
+
+func (st *state) put(c *Client, key string, value []byte) bool {
+	var err error
+	switch {
+	case strings.HasPrefix(key, c.dir(kindNodes)):
+		var p store.Peer
+		if err = json.Unmarshal(value, &p); err == nil {
+			st.nodes[p.Name] = p
+		}
+	case strings.HasPrefix(key, c.dir(kindServices)):
+		var s store.Service
+		if err = json.Unmarshal(value, &s); err == nil {
+			st.services[s.Name] = s
+		}
+	default:
+		return false
+	}
+	if err != nil {
+		st.bad[key] = err.Error()
+	} else {
+		delete(st.bad, key)
+	}
+	return true
+}
+
+// view copies the state out for the node self.
+func (st *state) view(self store.Node) View {
+	v := View{Self: self, Peers: []store.Peer{}, Services: make([]store.Service, 0, len(st.services))}
+	for name, p := range st.nodes {
+		if name != self.Name {
+			v.Peers = append(v.Peers, p)
+		}
+	}
+	for _, s := range st.services {
+		v.Services = append(v.Services, s)
+	}
+	for key, why := range st.bad {
+		v.Problems = append(v.Problems, key+": "+why)
+	}
+	return v
+}

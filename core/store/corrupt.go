@@ -1,0 +1,46 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	"github.com/braid-cni/braid/core/cnierr"
+)
+
+// rebuildHint is how an operator recovers a store that cannot be read.
+const rebuildHint = "`braid node rebuild` recovers it from kernel state"
+
+// corrupt is the error for a store file that cannot be trusted.
+func corrupt(path, format string, a ...any) error {
+	return cnierr.IO("state store %s is corrupt: %s; %s", path, fmt.Sprintf(format, a...), rebuildHint)
+}
+
+// checkNotEmpty refuses an existing store file of zero bytes: bbolt would
+// take it for a new store, and a node whose store was truncated would seem
+// uninitialized, its pods forgotten (and then collected by GC). bbolt
+// writes a new file's first pages as soon as it creates it, under its lock.
+func checkNotEmpty(path string) error {
+	st, err := os.Stat(path)
+	if err == nil && st.Size() == 0 {
+		return corrupt(path, "the file is empty (truncated?)")
+	}
+	return nil
+}
+
+// guarded runs fn, turning a panic into a corrupt-store error: bbolt
+// panics on pages it cannot make sense of (a torn or overwritten file)
+// rather than returning an error, and reads through its mmap past the end of
+// a truncated file fault; a CNI plugin must answer with a CNI error, not a
+// stack trace. A transaction that panics is rolled back by bbolt before the
+// panic reaches here.
+func guarded(path string, fn func() error) (err error) {
+	// A fault in the mmap becomes a panic (on this goroutine only).
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = corrupt(path, "%v", r)
+		}
+	}()
+	return fn()
+}

@@ -1,0 +1,24 @@
+package nativeroute
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/braid-cni/braid/integration/harness"
+	"github.com/braid-cni/braid/integration/routing"
+)
+
+func TestCrossNode(t *testing.T) { routing.CrossNode(t, mode) }
+
+func TestNodesJoinAndLeave(t *testing.T) { routing.NodesJoinAndLeave(t, mode, nil) }
+
+func TestCheckAndRepair(t *testing.T) { routing.CheckAndRepair(t, mode) }
+
+func TestDelAndGC(t *testing.T) { routing.DelAndGC(t, mode) }
+
+func prefixNet(n *harness.Node) *net.IPNet {
+	return &net.IPNet{IP: n.PodCIDR.Addr().AsSlice(), Mask: net.CIDRMask(n.PodCIDR.Bits(), 32)}
+}
+
+func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
