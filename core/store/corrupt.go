@@ -16,16 +16,30 @@ func corrupt(path, format string, a ...any) error {
 	return cnierr.IO("state store %s is corrupt: %s; %s", path, fmt.Sprintf(format, a...), rebuildHint)
 }
 
-// checkNotEmpty refuses an existing store file of zero bytes: bbolt would
-// take it for a new store, and a node whose store was truncated would seem
-// uninitialized, its pods forgotten (and then collected by GC). bbolt
-// writes a new file's first pages as soon as it creates it, under its lock.
+// checkNotEmpty refuses a store file of zero bytes once the store has been
+// initialized (its marker exists): bbolt would take it for a new store, and
+// a node whose store was truncated would seem uninitialized, its pods
+// forgotten (and then collected by GC). Without the marker an empty file is
+// one another process is creating right now: bbolt creates the file before
+// it takes its lock, and writes the first pages under it.
 func checkNotEmpty(path string) error {
 	st, err := os.Stat(path)
-	if err == nil && st.Size() == 0 {
+	if err != nil || st.Size() != 0 {
+		return nil
+	}
+	if _, err := os.Stat(markerPath(path)); err == nil {
 		return corrupt(path, "the file is empty (truncated?)")
 	}
 	return nil
+}
+
+// markerPath records that the store at path was initialized once.
+func markerPath(path string) string { return path + ".initialized" }
+
+// markInitialized writes the marker; it is called under bbolt's lock once
+// the first schema transaction has committed.
+func markInitialized(path string) error {
+	return os.WriteFile(markerPath(path), nil, 0o600)
 }
 
 // guarded runs fn, turning a panic into a corrupt-store error: bbolt

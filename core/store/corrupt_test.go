@@ -153,6 +153,9 @@ func TestEveryTruncation(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, FileName), orig[:n], 0o600); err != nil {
 			t.Fatal(err)
 		}
+		if err := markInitialized(filepath.Join(dir, FileName)); err != nil {
+			t.Fatal(err)
+		}
 		switch c, err := countEndpoints(dir); {
 		case err == nil && c == 600:
 			whole++
@@ -194,4 +197,22 @@ func FuzzDamagedStore(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An empty file with no marker is a store another process is creating at
+// this moment (bbolt creates the file before taking its lock): it must open
+// as a new store, not be called corrupt.
+func TestEmptyFileBeingCreatedIsNotCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, time.Second)
+	if err != nil {
+		t.Fatalf("open while another process creates the store: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(markerPath(filepath.Join(dir, FileName))); err != nil {
+		t.Fatalf("no marker after the first open: %v", err)
+	}
 }

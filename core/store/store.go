@@ -127,10 +127,19 @@ func (s *Store) ensureSchema() error {
 		current = binary.BigEndian.Uint32(v) == SchemaVersion
 		return nil
 	})
-	if err != nil || current {
+	if err != nil {
 		return err
 	}
-	return s.db.Update(initSchema)
+	if current {
+		if _, err := os.Stat(markerPath(s.db.Path())); err == nil {
+			return nil
+		}
+		return markInitialized(s.db.Path()) // a store older than the marker
+	}
+	if err := s.db.Update(initSchema); err != nil {
+		return err
+	}
+	return markInitialized(s.db.Path())
 }
 
 func initSchema(tx *bolt.Tx) error {
