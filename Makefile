@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all deps proto-tools proto generate check-generated build install test unit integration bench bench-agent demo lint clean
+.PHONY: all deps proto-tools proto generate check-generated build install test unit integration fuzz fuzz-short bench bench-agent demo lint clean
 
 all: build
 
@@ -56,6 +56,17 @@ install: build
 test: deps check-generated build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz-short
+
+# Every fuzz target runs its seed corpus in `go test`; these fuzz a few of
+# the hostile-input targets briefly on top (make fuzz: all, for FUZZTIME).
+FUZZTIME ?= 1m
+FUZZ_SHORT := veth-ebpf/FuzzHeaders|vxlan-tunnel/FuzzPrograms|native-route/FuzzPrograms|dsr/FuzzPrograms|store/FuzzDamagedStore
+fuzz-short:
+	FUZZTIME=5s FUZZ_TARGETS='$(FUZZ_SHORT)' hack/fuzz.sh
+
+fuzz: deps
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 bench: deps build
 	$(GO) run ./bench -out BENCHMARKS.md

@@ -66,10 +66,21 @@ func migrateMap(old *ebpf.Map, spec *ebpf.MapSpec, pin string) (Migration, error
 	} else {
 		res.Wiped = true
 	}
-	if err := os.Remove(pin); err != nil {
+	// Pinned beside the old map, then renamed over it: a process killed
+	// here leaves the old map or the new one pinned, never none (which
+	// would start the map afresh, losing what the store cannot rebuild).
+	tmp := pin + "~" // bpffs allows no dot in a name
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return res, err // left by a migration killed before its rename
+	}
+	if err := m.Pin(tmp); err != nil {
 		return res, err
 	}
-	return res, m.Pin(pin)
+	if err := os.Rename(tmp, pin); err != nil {
+		_ = os.Remove(tmp)
+		return res, err
+	}
+	return res, nil
 }
 
 // copyable: same kind of map and key; the value may grow or shrink. Per-CPU

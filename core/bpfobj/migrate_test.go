@@ -2,7 +2,9 @@ package bpfobj
 
 import (
 	"encoding/binary"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/braid-cni/braid/internal/testenv"
@@ -73,5 +75,55 @@ func TestMigrateChangedKeyWipes(t *testing.T) {
 	done, err := migrate(&ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": changed}}, dir)
 	if err != nil || len(done) != 1 || !done[0].Wiped {
 		t.Fatalf("migrations %+v, err %v; want m wiped", done, err)
+	}
+}
+
+// The migrated map replaces the old pin in one rename: nothing else is
+// left in the folder, and a temporary pin from a migration killed before
+// its rename is cleared by the next one.
+func TestMigrateReplacesPinAtomically(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.BPFFS(t)
+	old := &ebpf.MapSpec{Name: "m", Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 4, Pinning: ebpf.PinByName}
+	m, err := ebpf.NewMapWithOptions(old, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Put(uint32(1), uint32(7)); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	stale, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Pin(filepath.Join(dir, "m~")); err != nil {
+		t.Fatal(err)
+	}
+	stale.Close()
+
+	grown := old.Copy()
+	grown.MaxEntries = 8
+	if done, err := migrate(&ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": grown}}, dir); err != nil || len(done) != 1 || done[0].Entries != 1 {
+		t.Fatalf("migrations %+v, err %v", done, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".debug") {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) != 1 || names[0] != "m" {
+		t.Errorf("pins after migration: %v, want only m", names)
+	}
+	m, err = ebpf.LoadPinnedMap(filepath.Join(dir, "m"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var v uint32
+	if m.MaxEntries() != 8 || m.Lookup(uint32(1), &v) != nil || v != 7 {
+		t.Errorf("pinned map: %d entries max, key 1 = %d", m.MaxEntries(), v)
 	}
 }

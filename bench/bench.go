@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// results holds every run, per datapath key (or CNI node name), in order.
+type results struct {
+	cfg       config
+	started   time.Time
+	finished  time.Time
+	endLoad   string
+	datapaths []*datapath
+	rtt       map[string][]rtt
+	conns     map[string][]connResult
+	tput      map[string][]float64
+	cniNodes  []*node
+	cni       map[string][]cniTiming
+}
+
+type cniTiming struct{ add, del time.Duration }
+
+// runBench builds the topology, measures, and tears the topology down.
+func runBench(ctx context.Context, cfg config) (res *results, err error) {
+	cfg.startLoad = loadAvg()
+	res = &results{cfg: cfg, started: time.Now(), rtt: map[string][]rtt{}, conns: map[string][]connResult{},
+		tput: map[string][]float64{}, cni: map[string][]cniTiming{}}
+	l, err := newLab(cfg.repo)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+
+	progress("building the topology")
+	ptp := &node{name: "ptp", index: 2, network: nsPrefix + "ptp"}
+	braid := &node{name: "braid", index: 3, network: nsPrefix + "braid"}
+	bridge := &node{name: "bridge", index: 4, network: nsPrefix + "bridge"}
+	for _, n := range []*node{ptp, braid, bridge} {
+		if err := l.addNode(ctx, n); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.name, err)
+		}
+	}
+	plainDP, err := plainPair(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plain veth pair: %w", err)
+	}
+	ptpDP, err := l.cniPair(ctx, ptp, "ptp + host-local")
+	if err != nil {
+		return nil, fmt.Errorf("ptp pods: %w", err)
+	}
+	braidDP, err := l.cniPair(ctx, braid, "braid veth-ebpf")
+	if err != nil {
+		return nil, fmt.Errorf("braid pods: %w", err)
+	}
+	res.datapaths = []*datapath{plainDP, ptpDP, braidDP}
+	for _, d := range res.datapaths {
+		if err := checkReachable(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := measureAll(ctx, cfg, res); err != nil {
+		return nil, err
+	}
+
+	res.cniNodes = []*node{bridge, ptp, braid}
+	progress("CNI ADD+DEL: %d pods per plugin, alternating plugins", cfg.pods)
+	if res.cni, err = l.churn(ctx, res.cniNodes, cfg.pods); err != nil {
+		return nil, err
+	}
+	res.finished, res.endLoad = time.Now(), loadAvg()
+	return res, nil
+}
+
+// measureAll runs every measurement cfg.reps times. Within a repetition
+// the datapaths take turns, and the order rotates from one repetition to
+// the next, so a drift in machine load spreads over all of them.
+func measureAll(ctx context.Context, cfg config, res *results) error {
+	dps := res.datapaths
+	for rep := 0; rep < cfg.reps; rep++ {
+		order := make([]*datapath, len(dps))
+		for i := range dps {
+			order[i] = dps[(i+rep)%len(dps)]
+		}
+		for _, d := range order {
+			err := d.counted(func() error {
+				r, err := measureRTT(ctx, d, cfg.cpu, cfg.duration)
+				if err == nil {
+					res.rtt[d.key] = append(res.rtt[d.key], r)
+					progress("rep %d/%d  %-18s RTT p50 %6.2f µs  p99 %6.2f µs", rep+1, cfg.reps, d.title, r.p50, r.p99)
+				}
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s latency: %w", d.title, err)
+			}
+		}
+		for _, d := range order {
+			err := d.counted(func() error {
+				r, err := measureConnects(ctx, d, cfg.cpu, cfg.duration)
+				if err == nil {
+					res.conns[d.key] = append(res.conns[d.key], r)
+					progress("rep %d/%d  %-18s %8.0f connects/s (errors %d, slow %d)", rep+1, cfg.reps, d.title, r.rate(), r.Errors, r.Slow)
+				}
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s connects/s: %w", d.title, err)
+			}
+		}
+		for _, d := range order {
+			err := d.counted(func() error {
+				g, err := measureThroughput(ctx, d, cfg.tputCPUs[0], cfg.tputCPUs[1], cfg.duration)
+				if err == nil {
+					res.tput[d.key] = append(res.tput[d.key], g)
+					progress("rep %d/%d  %-18s %6.2f Gbit/s", rep+1, cfg.reps, d.title, g)
+				}
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s throughput: %w", d.title, err)
+			}
+		}
+	}
+	return nil
+}
+
+// churn times cnitool ADD then DEL of pods fresh pods on each node, the
+// nodes taking turns (rotating who goes first). One unmeasured warm-up
+// cycle per node comes first.
+func (l *lab) churn(ctx context.Context, nodes []*node, pods int) (map[string][]cniTiming, error) {
+	for _, n := range nodes {
+		for i := 0; i <= pods; i++ {
+			if err := sh(ctx, "ip", "netns", "add", churnPod(n, i)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := map[string][]cniTiming{}
+	for i := 0; i <= pods; i++ {
+		for j := range nodes {
+			n := nodes[(i+j)%len(nodes)]
+			_, add, err := l.cniAdd(ctx, n, churnPod(n, i))
+			if err != nil {
+				return nil, err
+			}
+			del, err := l.cniDel(ctx, n, churnPod(n, i))
+			if err != nil {
+				return nil, err
+			}
+			if i > 0 {
+				out[n.name] = append(out[n.name], cniTiming{add, del})
+			}
+		}
+	}
+	return out, nil
+}
+
+func churnPod(n *node, i int) string { return fmt.Sprintf("%scni-%s-%02d", nsPrefix, n.name, i) }

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Everything the bench creates is named or placed so that sweep can find it
+// again, even after a crash: netns bb-*, files under labRoot, CNI result
+// cache entries of networks named bb-*.
+const (
+	nsPrefix   = "bb-"
+	labRoot    = "/run/braid-bench"
+	cniResults = "/var/lib/cni/results"
+)
+
+// lab is the bench's topology: node and pod namespaces, CNI configs, and
+// the CNI attachments to delete at teardown.
+type lab struct {
+	repo     string // repository root: bin/, bin/tools/, chain-configs/
+	confDir  string // NETCONFPATH for cnitool
+	attached []attachment
+}
+
+// attachment is one pod attached through cnitool.
+type attachment struct {
+	node *node
+	pod  string // pod netns name
+}
+
+func newLab(repo string) (*lab, error) {
+	for _, bin := range []string{"bin/braid", "bin/veth-ebpf", "bin/tools/cnitool", "bin/tools/cni/ptp",
+		"bin/tools/cni/bridge", "bin/tools/cni/host-local"} {
+		if _, err := os.Stat(filepath.Join(repo, bin)); err != nil {
+			return nil, fmt.Errorf("%s is missing: run `make deps build` first", bin)
+		}
+	}
+	for _, tool := range []string{"ip", "nsenter", "taskset", "ping", "sockperf", "iperf3", "sysctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%s is not installed: run hack/deps.sh", tool)
+		}
+	}
+	l := &lab{repo: repo, confDir: filepath.Join(labRoot, "net.d")}
+	if err := os.MkdirAll(l.confDir, 0o700); err != nil {
+		return nil, err
+	}
+	// cnitool and the plugins it runs inherit these.
+	os.Setenv("CNI_PATH", filepath.Join(repo, "bin")+":"+filepath.Join(repo, "bin/tools/cni"))
+	os.Setenv("NETCONFPATH", l.confDir)
+	os.Setenv("CNI_IFNAME", "eth0")
+	return l, nil
+}
+
+// addNetns creates a network namespace with loopback up and rp_filter off
+// (a new netns does not inherit sysctls from the root one).
+func addNetns(ctx context.Context, name string) error {
+	if err := sh(ctx, "ip", "netns", "add", name); err != nil {
+		return err
+	}
+	if _, err := run(ctx, 10*time.Second, name, "", "ip", "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	return setSysctls(ctx, name, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+}
+
+func setSysctls(ctx context.Context, netns string, kv ...string) error {
+	_, err := run(ctx, 10*time.Second, netns, "", "sysctl", append([]string{"-q", "-w"}, kv...)...)
+	return err
+}
+
+// plainPair is the limit: two pod namespaces joined by one veth pair, no
+// node in between.
+func plainPair(ctx context.Context) (*datapath, error) {
+	d := &datapath{key: "plain", title: "plain veth pair", client: nsPrefix + "plain-a", server: nsPrefix + "plain-b",
+		clientIP: "198.19.1.2", serverIP: "198.19.1.3"}
+	for _, ns := range []string{d.client, d.server} {
+		if err := addNetns(ctx, ns); err != nil {
+			return nil, err
+		}
+	}
+	if err := sh(ctx, "ip", "link", "add", "eth0", "netns", d.client, "type", "veth", "peer", "name", "eth0", "netns", d.server); err != nil {
+		return nil, err
+	}
+	for ns, ip := range map[string]string{d.client: d.clientIP, d.server: d.serverIP} {
+		if _, err := run(ctx, 10*time.Second, ns, "", "ip", "addr", "add", ip+"/24", "dev", "eth0"); err != nil {
+			return nil, err
+		}
+		if _, err := run(ctx, 10*time.Second, ns, "", "ip", "link", "set", "eth0", "up"); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// cniPair attaches two pods to n through cnitool; they are measured as a
+// datapath.
+func (l *lab) cniPair(ctx context.Context, n *node, title string) (*datapath, error) {
+	d := &datapath{key: n.name, title: title, client: nsPrefix + n.name + "-a", server: nsPrefix + n.name + "-b"}
+	for _, pod := range []*string{&d.client, &d.server} {
+		if err := addNetns(ctx, *pod); err != nil {
+			return nil, err
+		}
+		ip, _, err := l.cniAdd(ctx, n, *pod)
+		if err != nil {
+			return nil, err
+		}
+		if pod == &d.client {
+			d.clientIP = ip
+		} else {
+			d.serverIP = ip
+		}
+	}
+	if n.name == "braid" {
+		d.counters = filepath.Join(n.bpfRoot(), "veth-ebpf", "counters")
+	}
+	return d, nil
+}
+
+// checkReachable pings the server pod from the client pod (bounded).
+func checkReachable(ctx context.Context, d *datapath) error {
+	if _, err := run(ctx, 10*time.Second, d.client, "", "ping", "-c", "2", "-i", "0.2", "-W", "2", d.serverIP); err != nil {
+		return fmt.Errorf("%s: %s cannot reach %s: %w", d.title, d.client, d.serverIP, err)
+	}
+	return nil
+}
+
+// close deletes the attachments through cnitool (so plugins clean up their
+// own state), then sweeps whatever is left.
+func (l *lab) close() {
+	ctx := context.Background()
+	for i := len(l.attached) - 1; i >= 0; i-- {
+		a := l.attached[i]
+		if _, err := l.cniDel(ctx, a.node, a.pod); err != nil {
+			fmt.Fprintf(os.Stderr, "teardown: %v\n", err)
+		}
+	}
+	l.attached = nil
+	sweep()
+}
+
+// sweep removes everything a bench run may have left behind: bb-* netns
+// (with every interface in them), bpffs mounts under labRoot, labRoot,
+// and cnitool's cached results for bb-* networks.
+func sweep() {
+	ctx := context.Background()
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), nsPrefix) {
+			if err := sh(ctx, "ip", "netns", "del", e.Name()); err != nil {
+				fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
+			}
+		}
+	}
+	mounts := mountsUnder(labRoot)
+	slices.Reverse(mounts) // innermost first
+	for _, m := range mounts {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
+			fmt.Fprintf(os.Stderr, "sweep: umount %s: %v\n", m, err)
+		}
+	}
+	if err := os.RemoveAll(labRoot); err != nil {
+		fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
+	}
+	cached, _ := filepath.Glob(filepath.Join(cniResults, nsPrefix+"*"))
+	for _, f := range cached {
+		_ = os.Remove(f)
+	}
+}
+
+// mountsUnder lists mount points at or below dir, in mount order.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			out = append(out, fields[4])
+		}
+	}
+	return out
+}

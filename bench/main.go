@@ -1,0 +1,114 @@
+// Command bench measures braid's same-node datapath side by side with a
+// plain veth pair (the limit) and the reference ptp plugin, and braid's CNI
+// ADD+DEL with the reference bridge plugin. It builds its own topology
+// (network namespaces bb-*, files under /run/braid-bench), removes it
+// afterwards even on error or ctrl-C, prints a table and, with -out, writes
+// the report as Markdown. Run as root: `make bench`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	out       string
+	repo      string
+	reps      int
+	duration  time.Duration // each latency, connects/s and throughput run
+	pods      int           // CNI ADD+DEL cycles per plugin
+	cpu       string        // latency and connects/s: client and server share it
+	tputCPUs  [2]string     // throughput: client, server
+	command   string        // how this run was invoked, for the report
+	startLoad string
+}
+
+// subcommands run inside the pods' netns (see connrate.go).
+var subcommands = map[string]func([]string) int{
+	"connrate-server": connServer,
+	"connrate-client": connClient,
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		if sub, ok := subcommands[os.Args[1]]; ok {
+			os.Exit(sub(os.Args[2:]))
+		}
+	}
+	var cfg config
+	var tput string
+	flag.StringVar(&cfg.out, "out", "", "write the report as Markdown to this file")
+	flag.StringVar(&cfg.repo, "repo", ".", "repository root (bin/, chain-configs/)")
+	flag.IntVar(&cfg.reps, "reps", 5, "runs of each measurement per datapath, alternating datapaths; the median is reported")
+	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "length of each latency, connects/s and throughput run")
+	flag.IntVar(&cfg.pods, "pods", 30, "pods added and deleted per CNI plugin")
+	flag.StringVar(&cfg.cpu, "cpu", "0", "CPU that latency and connects/s clients and servers are pinned to")
+	flag.StringVar(&tput, "tput-cpus", "0,1", "CPUs of the iperf3 client and server")
+	flag.Parse()
+	c, s, ok := strings.Cut(tput, ",")
+	if !ok || cfg.reps < 1 || cfg.pods < 1 || cfg.duration < time.Second {
+		fmt.Fprintln(os.Stderr, "bench: need -tput-cpus client,server, -reps >= 1, -pods >= 1, -duration >= 1s")
+		os.Exit(2)
+	}
+	cfg.tputCPUs = [2]string{c, s}
+	cfg.command = invocation()
+	os.Exit(execute(cfg))
+}
+
+func execute(cfg config) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: must run as root (it creates network namespaces and mounts bpffs)")
+		return 1
+	}
+	repo, err := filepath.Abs(cfg.repo)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	cfg.repo = repo
+	// The first SIGINT/SIGTERM cancels the run; later ones are swallowed so
+	// that the teardown always completes.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	sweep() // leftovers of an interrupted earlier run
+	res, err := runBench(ctx, cfg)
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "bench: interrupted; topology removed")
+		return 130
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	report := res.render()
+	fmt.Print(report.text)
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(report.markdown), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		fmt.Printf("\nwrote %s\n", cfg.out)
+	}
+	return 0
+}
+
+// invocation is the command that produced this run, as a user would type it.
+func invocation() string {
+	cmd := "go run ./bench " + strings.Join(os.Args[1:], " ")
+	if os.Getenv("MAKELEVEL") != "" && strings.Join(os.Args[1:], " ") == "-out BENCHMARKS.md" {
+		return "make bench  # " + cmd
+	}
+	return strings.TrimSpace(cmd)
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}

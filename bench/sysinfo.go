@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// machine describes where the figures come from.
+func machine() [][]string {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	kernel := unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
+	return [][]string{
+		{"kernel", kernel},
+		{"OS", fileField("/etc/os-release", "PRETTY_NAME=", "\"")},
+		{"CPU", fmt.Sprintf("%s, %d cores", fileField("/proc/cpuinfo", "model name", "\t: "), runtime.NumCPU())},
+		{"memory", strings.Join(strings.Fields(fileField("/proc/meminfo", "MemTotal:", " ")), " ")},
+		{"Go", runtime.Version()},
+		{"sockperf", toolVersion("sockperf", "--version")},
+		{"iperf3", toolVersion("iperf3", "--version")},
+	}
+}
+
+// fileField is the rest of the first line of path starting with prefix,
+// trimmed of cut characters.
+func fileField(path, prefix, cut string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			return strings.Trim(rest, cut)
+		}
+	}
+	return "?"
+}
+
+func toolVersion(name, flag string) string {
+	out, err := run(context.Background(), 5*time.Second, "", "", name, flag)
+	if err != nil {
+		return "?"
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(first)
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the module's fuzz targets one after the other (go test -fuzz takes one
+# target per run), each for FUZZTIME (default 1m), and prints what each did.
+#
+#   FUZZTIME=10m hack/fuzz.sh                       # every target, 10 minutes each
+#   FUZZ_TARGETS='dsr|FuzzHeaders' hack/fuzz.sh     # only "<package dir>/<target>" matching
+#   FUZZ_PARALLEL=1                                 # fuzzing workers per target (default: GOMAXPROCS)
+#
+# A failing input is written under the package's testdata/fuzz/<target>/, and
+# the script fails: add it to the seed corpus (commit it) once fixed, so that
+# plain `go test` replays it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzztime=${FUZZTIME:-1m}
+only=${FUZZ_TARGETS:-.}
+parallel=()
+[[ -n "${FUZZ_PARALLEL:-}" ]] && parallel=(-parallel "$FUZZ_PARALLEL")
+
+targets=()
+while IFS= read -r file; do
+	dir=$(dirname "$file")
+	for name in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | cut -d' ' -f2); do
+		if [[ "${dir#./}/$name" =~ $only ]]; then
+			targets+=("${dir#./} $name")
+		fi
+	done
+done < <(grep -rl --include='*_test.go' --exclude-dir=bin --exclude-dir=.git '^func Fuzz' . | sort)
+
+if [[ ${#targets[@]} -eq 0 ]]; then
+	echo "no fuzz target matches '$only'" >&2
+	exit 1
+fi
+status=0
+printf '%-28s %-22s %s\n' PACKAGE TARGET RESULT
+for t in "${targets[@]}"; do
+	read -r dir name <<<"$t"
+	log=$(mktemp)
+	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "${parallel[@]}" "./$dir" >"$log" 2>&1; then
+		result="ok, $(grep -o 'execs: [0-9]*' "$log" | tail -1 | cut -d' ' -f2) execs in $fuzztime"
+	else
+		result="FAILED (log below)"
+		status=1
+	fi
+	printf '%-28s %-22s %s\n' "$dir" "$name" "$result"
+	[[ $result == FAILED* ]] && sed 's/^/    /' "$log"
+	rm -f "$log"
+done
+exit $status
