@@ -185,8 +185,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, h := range a.plugins {
 		goRun(func() {
 			h.supervise(ctx, func(h *hosted) {
+				a.info(ctx, h) // before the count: a scrape that sees the restart sees its Info
 				a.metrics.pluginRestarts.WithLabelValues(h.name).Inc()
-				a.info(ctx, h)
 				a.kick()
 			})
 		})
@@ -342,10 +342,7 @@ func (a *Agent) loop(ctx context.Context) {
 	defer gc.Stop()
 	defer status.Stop()
 	a.reconcileAll(ctx)
-	for _, h := range a.plugins {
-		a.info(ctx, h) // after a reconcile: what the plugin attached is there
-	}
-	a.pollStatus(ctx)
+	a.pollStatus(ctx) // and Info: after a reconcile, what the plugin attached is there
 	for {
 		select {
 		case <-ctx.Done():
@@ -419,7 +416,8 @@ func (a *Agent) report(ctx context.Context, h *hosted, what string, r *datapathr
 	}
 }
 
-// info records what a (re)started plugin server says it is.
+// info records what a plugin server says it is. What it attached changes
+// with reconciles, so every status poll asks again; only a change is logged.
 func (a *Agent) info(ctx context.Context, h *hosted) {
 	var in *datapathrpc.InfoReply
 	err := h.call(ctx, 10*time.Second, func(ctx context.Context, c datapathrpc.DatapathClient) (err error) {
@@ -430,8 +428,12 @@ func (a *Agent) info(ctx context.Context, h *hosted) {
 		a.log.Warn("plugin info", "plugin", h.name, "err", err)
 		return
 	}
+	programs := strconv.Itoa(len(in.Programs))
+	if !h.setInfo(in.Version + " " + programs) {
+		return
+	}
 	a.metrics.pluginInfo.DeletePartialMatch(map[string]string{"plugin": h.name})
-	a.metrics.pluginInfo.WithLabelValues(h.name, in.Version, strconv.Itoa(len(in.Programs))).Set(1)
+	a.metrics.pluginInfo.WithLabelValues(h.name, in.Version, programs).Set(1)
 	a.log.Info("plugin info", "plugin", in.Name, "version", in.Version, "programs", len(in.Programs),
 		"maps", len(in.Maps), "attachments", len(in.Attachments))
 }
@@ -452,6 +454,7 @@ func (a *Agent) pollStatus(ctx context.Context) {
 		if err == nil {
 			a.metrics.setStatus(h.name, s)
 		}
+		a.info(ctx, h)
 	}
 	if m := a.cfg.Member; m != nil {
 		up := 0.0

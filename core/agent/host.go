@@ -29,6 +29,16 @@ type hosted struct {
 	client *goplugin.Client
 	rpc    datapathrpc.DatapathClient
 	pid    int
+	info   string // the last Info seen: version and program count
+}
+
+// setInfo records the server's Info summary and reports whether it changed.
+func (h *hosted) setInfo(info string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed := h.info != info
+	h.info = info
+	return changed
 }
 
 // errDown is returned by calls to a plugin that is being restarted.

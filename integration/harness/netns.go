@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,7 +85,7 @@ func (ns *NS) Sysctl(key, value string) error {
 // createNS makes a new named network namespace, like `ip netns add`.
 func createNS(name string) (*NS, error) {
 	ns := &NS{Path: filepath.Join(netnsDir, name)}
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+	if err := sharedNetnsDir(); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(ns.Path, nil, 0o444); err != nil {
@@ -103,6 +104,40 @@ func createNS(name string) (*NS, error) {
 		return nil, fmt.Errorf("create netns %s: %w", name, err)
 	}
 	return ns, nil
+}
+
+// sharedNetnsDir makes netnsDir a shared bind mount of itself, as `ip
+// netns add` and podman do when it is not one yet. Done first, before any
+// namespace is pinned in it: a self-bind made later (by another test
+// package's podman or ip, running in parallel) would cover the pins made
+// before it, and a covered pin can be neither unmounted nor removed. Shared,
+// so that a pin's unmount reaches the copies in the mount namespaces that
+// containers make. The lock keeps parallel test binaries from binding twice.
+func sharedNetnsDir() error {
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(netnsDir), ".braid-test-netns.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return err
+	}
+	mounts, err := mountsUnder(netnsDir)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(mounts, netnsDir) {
+		if err := unix.Mount(netnsDir, netnsDir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", netnsDir, err)
+		}
+	}
+	if err := unix.Mount("", netnsDir, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", netnsDir, err)
+	}
+	return nil
 }
 
 // deleteNS removes a named namespace; the kernel frees it, and the devices
