@@ -68,11 +68,14 @@ fuzz-short:
 fuzz: deps
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
+# Each benchmark runs braid and its baselines side by side and writes its
+# own section of BENCHMARKS.md (BENCH_SUITES picks some).
+BENCH_SUITES ?= samenode crossnode services agent
 bench: deps build
-	$(GO) run ./bench -out BENCHMARKS.md
+	@for s in $(BENCH_SUITES); do $(GO) run ./bench/$$s -out BENCHMARKS.md || exit 1; done
 
-# braid agent with etcd: service add and node join to traffic, agent cost
-# at 100 simulated nodes and 10,000 services (its own section of BENCHMARKS.md).
+# braid agent with etcd alone: service add and node join to traffic, agent
+# cost at 100 simulated nodes and 10,000 services.
 bench-agent: deps build
 	$(GO) run ./bench/agent -out BENCHMARKS.md
 

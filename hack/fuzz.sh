@@ -35,8 +35,15 @@ printf '%-28s %-22s %s\n' PACKAGE TARGET RESULT
 for t in "${targets[@]}"; do
 	read -r dir name <<<"$t"
 	log=$(mktemp)
+	corpus="$dir/testdata/fuzz/$name"
+	before=$(ls "$corpus" 2>/dev/null | sort || true)
 	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "${parallel[@]}" "./$dir" >"$log" 2>&1; then
 		result="ok, $(grep -o 'execs: [0-9]*' "$log" | tail -1 | cut -d' ' -f2) execs in $fuzztime"
+	elif [[ "$(ls "$corpus" 2>/dev/null | sort || true)" == "$before" ]] &&
+		grep -q '^    context deadline exceeded$' "$log" && ! grep -q -- '--- FAIL: .*/' "$log"; then
+		# go1.26's fuzz coordinator can report its own -fuzztime deadline as
+		# a failure (go.dev/issue/75804, fixed in go1.27); no input failed.
+		result="ok, $(grep -o 'execs: [0-9]*' "$log" | tail -1 | cut -d' ' -f2) execs in $fuzztime (the toolchain's deadline race at the end, no failing input)"
 	else
 		result="FAILED (log below)"
 		status=1

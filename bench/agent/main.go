@@ -17,9 +17,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/braid-cni/braid/bench/internal/kit"
 )
 
 type config struct {
@@ -70,37 +71,10 @@ func main() {
 	md := res.markdown(cfg)
 	fmt.Print(md)
 	if cfg.out != "" {
-		if err := putSection(cfg.out, md); err != nil {
+		if err := kit.PutSection(cfg.out, "bench/agent", md); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/agent:", err)
 			os.Exit(1)
 		}
 		fmt.Println("wrote", cfg.out)
 	}
-}
-
-// Markers around this tool's section; everything else in the file is kept.
-const (
-	beginMarker = "<!-- bench/agent: begin -->"
-	endMarker   = "<!-- bench/agent: end -->"
-)
-
-// putSection replaces the section between the markers in path, or appends
-// it when the file has none.
-func putSection(path, md string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	section := beginMarker + "\n" + md + endMarker + "\n"
-	s := string(old)
-	if i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker); i >= 0 && j > i {
-		s = s[:i] + section + s[j+len(endMarker):]
-		s = strings.Replace(s, endMarker+"\n\n", endMarker+"\n", 1)
-	} else {
-		if s != "" && !strings.HasSuffix(s, "\n\n") {
-			s = strings.TrimRight(s, "\n") + "\n\n"
-		}
-		s += section
-	}
-	return os.WriteFile(path, []byte(s), 0o644)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/braid-cni/braid/bench/internal/kit"
 )
 
 // results holds every run, per datapath key (or CNI node name), in order.
@@ -13,8 +15,8 @@ type results struct {
 	finished  time.Time
 	endLoad   string
 	datapaths []*datapath
-	rtt       map[string][]rtt
-	conns     map[string][]connResult
+	rtt       map[string][]kit.RTT
+	conns     map[string][]kit.ConnResult
 	tput      map[string][]float64
 	cniNodes  []*node
 	cni       map[string][]cniTiming
@@ -24,8 +26,8 @@ type cniTiming struct{ add, del time.Duration }
 
 // runBench builds the topology, measures, and tears the topology down.
 func runBench(ctx context.Context, cfg config) (res *results, err error) {
-	cfg.startLoad = loadAvg()
-	res = &results{cfg: cfg, started: time.Now(), rtt: map[string][]rtt{}, conns: map[string][]connResult{},
+	cfg.startLoad = kit.LoadAvg()
+	res = &results{cfg: cfg, started: time.Now(), rtt: map[string][]kit.RTT{}, conns: map[string][]kit.ConnResult{},
 		tput: map[string][]float64{}, cni: map[string][]cniTiming{}}
 	l, err := newLab(cfg.repo)
 	if err != nil {
@@ -33,7 +35,7 @@ func runBench(ctx context.Context, cfg config) (res *results, err error) {
 	}
 	defer l.close()
 
-	progress("building the topology")
+	kit.Progress("building the topology")
 	ptp := &node{name: "ptp", index: 2, network: nsPrefix + "ptp"}
 	braid := &node{name: "braid", index: 3, network: nsPrefix + "braid"}
 	bridge := &node{name: "bridge", index: 4, network: nsPrefix + "bridge"}
@@ -66,11 +68,11 @@ func runBench(ctx context.Context, cfg config) (res *results, err error) {
 	}
 
 	res.cniNodes = []*node{bridge, ptp, braid}
-	progress("CNI ADD+DEL: %d pods per plugin, alternating plugins", cfg.pods)
+	kit.Progress("CNI ADD+DEL: %d pods per plugin, alternating plugins", cfg.pods)
 	if res.cni, err = l.churn(ctx, res.cniNodes, cfg.pods); err != nil {
 		return nil, err
 	}
-	res.finished, res.endLoad = time.Now(), loadAvg()
+	res.finished, res.endLoad = time.Now(), kit.LoadAvg()
 	return res, nil
 }
 
@@ -86,10 +88,10 @@ func measureAll(ctx context.Context, cfg config, res *results) error {
 		}
 		for _, d := range order {
 			err := d.counted(func() error {
-				r, err := measureRTT(ctx, d, cfg.cpu, cfg.duration)
+				r, err := kit.MeasureRTT(ctx, d.pair(cfg.cpu, cfg.cpu), false, kit.SockperfPort, cfg.duration)
 				if err == nil {
 					res.rtt[d.key] = append(res.rtt[d.key], r)
-					progress("rep %d/%d  %-18s RTT p50 %6.2f µs  p99 %6.2f µs", rep+1, cfg.reps, d.title, r.p50, r.p99)
+					kit.Progress("rep %d/%d  %-18s RTT p50 %6.2f µs  p99 %6.2f µs", rep+1, cfg.reps, d.title, r.P50, r.P99)
 				}
 				return err
 			})
@@ -99,10 +101,10 @@ func measureAll(ctx context.Context, cfg config, res *results) error {
 		}
 		for _, d := range order {
 			err := d.counted(func() error {
-				r, err := measureConnects(ctx, d, cfg.cpu, cfg.duration)
+				r, err := kit.MeasureConnects(ctx, d.pair(cfg.cpu, cfg.cpu), kit.ConnPort, false, cfg.duration)
 				if err == nil {
 					res.conns[d.key] = append(res.conns[d.key], r)
-					progress("rep %d/%d  %-18s %8.0f connects/s (errors %d, slow %d)", rep+1, cfg.reps, d.title, r.rate(), r.Errors, r.Slow)
+					kit.Progress("rep %d/%d  %-18s %8.0f connects/s (errors %d, slow %d)", rep+1, cfg.reps, d.title, r.Rate(), r.Errors, r.Slow)
 				}
 				return err
 			})
@@ -112,10 +114,10 @@ func measureAll(ctx context.Context, cfg config, res *results) error {
 		}
 		for _, d := range order {
 			err := d.counted(func() error {
-				g, err := measureThroughput(ctx, d, cfg.tputCPUs[0], cfg.tputCPUs[1], cfg.duration)
+				g, err := kit.MeasureThroughput(ctx, d.pair(cfg.tputCPUs[0], cfg.tputCPUs[1]), cfg.duration)
 				if err == nil {
 					res.tput[d.key] = append(res.tput[d.key], g)
-					progress("rep %d/%d  %-18s %6.2f Gbit/s", rep+1, cfg.reps, d.title, g)
+					kit.Progress("rep %d/%d  %-18s %6.2f Gbit/s", rep+1, cfg.reps, d.title, g)
 				}
 				return err
 			})
@@ -133,7 +135,7 @@ func measureAll(ctx context.Context, cfg config, res *results) error {
 func (l *lab) churn(ctx context.Context, nodes []*node, pods int) (map[string][]cniTiming, error) {
 	for _, n := range nodes {
 		for i := 0; i <= pods; i++ {
-			if err := sh(ctx, "ip", "netns", "add", churnPod(n, i)); err != nil {
+			if err := kit.Sh(ctx, "ip", "netns", "add", churnPod(n, i)); err != nil {
 				return nil, err
 			}
 		}

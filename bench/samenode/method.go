@@ -1,10 +1,14 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/braid-cni/braid/bench/internal/kit"
+)
 
 // method is the report's description of what was measured and how.
 func method(cfg config) string {
-	return fmt.Sprintf(`## Method
+	return fmt.Sprintf(`### Method
 
 Each datapath connects two pod network namespaces on one "node":
 
@@ -41,5 +45,5 @@ MTU is 1500 everywhere.
   before and after every braid run.
 * The machine is shared: other test suites may have been running. The load averages above
   show how busy it was.
-`, seconds(cfg.duration), cfg.cpu, cfg.duration, cfg.tputCPUs[0], cfg.tputCPUs[1], cfg.reps, cfg.pods)
+`, kit.Seconds(cfg.duration), cfg.cpu, cfg.duration, cfg.tputCPUs[0], cfg.tputCPUs[1], cfg.reps, cfg.pods)
 }

@@ -1,4 +1,4 @@
-package main
+package kit
 
 import (
 	"bufio"
@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// machine describes where the figures come from.
-func machine() [][]string {
+// Machine describes where the figures come from, as table rows.
+func Machine() [][]string {
 	var u unix.Utsname
 	_ = unix.Uname(&u)
 	kernel := unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
@@ -46,7 +47,7 @@ func fileField(path, prefix, cut string) string {
 }
 
 func toolVersion(name, flag string) string {
-	out, err := run(context.Background(), 5*time.Second, "", "", name, flag)
+	out, err := In{}.Run(context.Background(), 5*time.Second, name, flag)
 	if err != nil {
 		return "?"
 	}
@@ -54,8 +55,8 @@ func toolVersion(name, flag string) string {
 	return strings.TrimSpace(first)
 }
 
-// loadAvg is the 1, 5 and 15 minute load averages.
-func loadAvg() string {
+// LoadAvg is the 1, 5 and 15 minute load averages.
+func LoadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "?"
@@ -65,4 +66,19 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// LoadWarning flags a run started on a busy machine: more runnable tasks
+// than half the cores means other work shares the CPUs the measurements
+// are pinned to. "" when the machine was quiet.
+func LoadWarning(startLoad string) string {
+	f := strings.Fields(startLoad)
+	if len(f) == 0 {
+		return ""
+	}
+	if v, err := strconv.ParseFloat(f[0], 64); err == nil && v > float64(runtime.NumCPU())/2 {
+		return fmt.Sprintf("Warning: the machine was busy when the run started (1-minute load average %s, %d cores); the figures are noisier than on an idle machine.",
+			f[0], runtime.NumCPU())
+	}
+	return ""
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/braid-cni/braid/bench/internal/kit"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,17 +64,17 @@ func newLab(repo string) (*lab, error) {
 // addNetns creates a network namespace with loopback up and rp_filter off
 // (a new netns does not inherit sysctls from the root one).
 func addNetns(ctx context.Context, name string) error {
-	if err := sh(ctx, "ip", "netns", "add", name); err != nil {
+	if err := kit.Sh(ctx, "ip", "netns", "add", name); err != nil {
 		return err
 	}
-	if _, err := run(ctx, 10*time.Second, name, "", "ip", "link", "set", "lo", "up"); err != nil {
+	if _, err := kit.NS(name).Run(ctx, 10*time.Second, "ip", "link", "set", "lo", "up"); err != nil {
 		return err
 	}
 	return setSysctls(ctx, name, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
 }
 
 func setSysctls(ctx context.Context, netns string, kv ...string) error {
-	_, err := run(ctx, 10*time.Second, netns, "", "sysctl", append([]string{"-q", "-w"}, kv...)...)
+	_, err := kit.NS(netns).Run(ctx, 10*time.Second, "sysctl", append([]string{"-q", "-w"}, kv...)...)
 	return err
 }
 
@@ -87,14 +88,14 @@ func plainPair(ctx context.Context) (*datapath, error) {
 			return nil, err
 		}
 	}
-	if err := sh(ctx, "ip", "link", "add", "eth0", "netns", d.client, "type", "veth", "peer", "name", "eth0", "netns", d.server); err != nil {
+	if err := kit.Sh(ctx, "ip", "link", "add", "eth0", "netns", d.client, "type", "veth", "peer", "name", "eth0", "netns", d.server); err != nil {
 		return nil, err
 	}
 	for ns, ip := range map[string]string{d.client: d.clientIP, d.server: d.serverIP} {
-		if _, err := run(ctx, 10*time.Second, ns, "", "ip", "addr", "add", ip+"/24", "dev", "eth0"); err != nil {
+		if _, err := kit.NS(ns).Run(ctx, 10*time.Second, "ip", "addr", "add", ip+"/24", "dev", "eth0"); err != nil {
 			return nil, err
 		}
-		if _, err := run(ctx, 10*time.Second, ns, "", "ip", "link", "set", "eth0", "up"); err != nil {
+		if _, err := kit.NS(ns).Run(ctx, 10*time.Second, "ip", "link", "set", "eth0", "up"); err != nil {
 			return nil, err
 		}
 	}
@@ -127,7 +128,7 @@ func (l *lab) cniPair(ctx context.Context, n *node, title string) (*datapath, er
 
 // checkReachable pings the server pod from the client pod (bounded).
 func checkReachable(ctx context.Context, d *datapath) error {
-	if _, err := run(ctx, 10*time.Second, d.client, "", "ping", "-c", "2", "-i", "0.2", "-W", "2", d.serverIP); err != nil {
+	if _, err := kit.NS(d.client).Run(ctx, 10*time.Second, "ping", "-c", "2", "-i", "0.2", "-W", "2", d.serverIP); err != nil {
 		return fmt.Errorf("%s: %s cannot reach %s: %w", d.title, d.client, d.serverIP, err)
 	}
 	return nil
@@ -155,7 +156,7 @@ func sweep() {
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), nsPrefix) {
-			if err := sh(ctx, "ip", "netns", "del", e.Name()); err != nil {
+			if err := kit.Sh(ctx, "ip", "netns", "del", e.Name()); err != nil {
 				fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
 			}
 		}

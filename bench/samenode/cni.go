@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/braid-cni/braid/bench/internal/kit"
 )
 
 // node is a "node": a network namespace with an uplink device, its own CNI
@@ -40,7 +42,7 @@ func (l *lab) addNode(ctx context.Context, n *node) error {
 		{"ip", "link", "set", uplink + "p", "up"},
 	}
 	for _, s := range steps {
-		if _, err := run(ctx, 10*time.Second, ns, "", s[0], s[1:]...); err != nil {
+		if _, err := kit.NS(ns).Run(ctx, 10*time.Second, s[0], s[1:]...); err != nil {
 			return err
 		}
 	}
@@ -57,7 +59,7 @@ func (l *lab) addNode(ctx context.Context, n *node) error {
 	if n.name != "braid" {
 		return nil
 	}
-	_, err = run(ctx, 30*time.Second, ns, "", filepath.Join(l.repo, "bin/braid"), "node", "init",
+	_, err = kit.NS(ns).Run(ctx, 30*time.Second, filepath.Join(l.repo, "bin/braid"), "node", "init",
 		"--name", n.netns(), "--node-ip", fmt.Sprintf("198.18.0.%d", n.index), "--pod-cidr", n.podCIDR(),
 		"--device", uplink, "--state-dir", filepath.Join(n.dir(), "state"), "--bpf-root", n.bpfRoot())
 	return err
@@ -107,7 +109,7 @@ func (l *lab) conflist(n *node) ([]byte, error) {
 // cnitool took.
 func (l *lab) cniAdd(ctx context.Context, n *node, pod string) (string, time.Duration, error) {
 	start := time.Now()
-	out, err := run(ctx, time.Minute, n.netns(), "", l.cnitool(), "add", n.network, nsPath(pod))
+	out, err := kit.NS(n.netns()).Run(ctx, time.Minute, l.cnitool(), "add", n.network, kit.NSPath(pod))
 	took := time.Since(start)
 	if err != nil {
 		return "", took, err
@@ -129,7 +131,7 @@ func (l *lab) cniAdd(ctx context.Context, n *node, pod string) (string, time.Dur
 // cniDel detaches pod from n's network through cnitool.
 func (l *lab) cniDel(ctx context.Context, n *node, pod string) (time.Duration, error) {
 	start := time.Now()
-	_, err := run(ctx, time.Minute, n.netns(), "", l.cnitool(), "del", n.network, nsPath(pod))
+	_, err := kit.NS(n.netns()).Run(ctx, time.Minute, l.cnitool(), "del", n.network, kit.NSPath(pod))
 	took := time.Since(start)
 	if err == nil {
 		for i, a := range l.attached {

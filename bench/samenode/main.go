@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/braid-cni/braid/bench/internal/kit"
 )
 
 type config struct {
@@ -30,17 +32,9 @@ type config struct {
 	startLoad string
 }
 
-// subcommands run inside the pods' netns (see connrate.go).
-var subcommands = map[string]func([]string) int{
-	"connrate-server": connServer,
-	"connrate-client": connClient,
-}
-
 func main() {
-	if len(os.Args) > 1 {
-		if sub, ok := subcommands[os.Args[1]]; ok {
-			os.Exit(sub(os.Args[2:]))
-		}
+	if code, ok := kit.Subcommand(os.Args); ok {
+		os.Exit(code)
 	}
 	var cfg config
 	var tput string
@@ -91,7 +85,7 @@ func execute(cfg config) int {
 	report := res.render()
 	fmt.Print(report.text)
 	if cfg.out != "" {
-		if err := os.WriteFile(cfg.out, []byte(report.markdown), 0o644); err != nil {
+		if err := kit.PutSection(cfg.out, "bench/samenode", report.markdown); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
@@ -102,13 +96,9 @@ func execute(cfg config) int {
 
 // invocation is the command that produced this run, as a user would type it.
 func invocation() string {
-	cmd := "go run ./bench " + strings.Join(os.Args[1:], " ")
+	cmd := "go run ./bench/samenode " + strings.Join(os.Args[1:], " ")
 	if os.Getenv("MAKELEVEL") != "" && strings.Join(os.Args[1:], " ") == "-out BENCHMARKS.md" {
 		return "make bench  # " + cmd
 	}
 	return strings.TrimSpace(cmd)
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
