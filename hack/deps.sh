@@ -14,6 +14,9 @@ have ping     || need+=(iputils-ping)
 have iperf3   || need+=(iperf3)
 have sockperf || need+=(sockperf)
 have tcpdump  || need+=(tcpdump)
+have socat    || need+=(socat)     # make demo: the pods' servers and clients
+have jq       || need+=(jq)        # make demo: per-node conflists
+have iptables || need+=(iptables)  # bench: the kube-proxy-style baselines
 have protoc   || need+=(protobuf-compiler)
 have etcd     || need+=(etcd-server)
 # integration/podman: podman 4 (CNI backend) with runc (crun fails on a
