@@ -40,7 +40,13 @@ func nodeInitCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			if err := st.Update(func(tx *store.Tx) error { return setIdentity(tx, n) }); err != nil {
+			err = st.Update(func(tx *store.Tx) error {
+				if err := tx.PeerClash(n); err != nil {
+					return err
+				}
+				return tx.SetIdentity(n)
+			})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout(), "node %s initialized: ip %s, pod CIDR %s, device %s\n", n.Name, n.NodeIP, n.PodCIDR, n.Device)
@@ -74,19 +80,4 @@ func parseNode(name, nodeIP, podCIDR, device string) (store.Node, error) {
 		return store.Node{}, fmt.Errorf("--pod-cidr %s is too small: use /30 or larger", cidr)
 	}
 	return store.Node{Name: name, NodeIP: ip, PodCIDR: cidr, Device: device}, nil
-}
-
-// setIdentity records n, refusing to move the pod CIDR under existing pods.
-func setIdentity(tx *store.Tx, n store.Node) error {
-	old, err := tx.Node()
-	if err == nil && old.PodCIDR != n.PodCIDR {
-		eps, err := tx.Endpoints()
-		if err != nil {
-			return err
-		}
-		if len(eps) > 0 {
-			return fmt.Errorf("node has %d endpoints in pod CIDR %s: delete them before changing it to %s", len(eps), old.PodCIDR, n.PodCIDR)
-		}
-	}
-	return tx.SetNode(n)
 }

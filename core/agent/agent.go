@@ -126,25 +126,7 @@ func (a *Agent) prepareIdentity() error {
 	if a.cfg.Node.Name == "" {
 		return haveErr // the identity `braid node init` recorded, or why there is none
 	}
-	return a.update(func(tx *store.Tx) error { return setIdentity(tx, a.cfg.Node) })
-}
-
-// setIdentity records n, refusing to move the pod CIDR under existing pods.
-func setIdentity(tx *store.Tx, n store.Node) error {
-	old, err := tx.Node()
-	if err == nil && old == n {
-		return nil
-	}
-	if err == nil && old.PodCIDR != n.PodCIDR {
-		eps, err := tx.Endpoints()
-		if err != nil {
-			return err
-		}
-		if len(eps) > 0 {
-			return fmt.Errorf("node has %d endpoints in pod CIDR %s: cannot move it to %s", len(eps), old.PodCIDR, n.PodCIDR)
-		}
-	}
-	return tx.SetNode(n)
+	return a.update(func(tx *store.Tx) error { return tx.SetIdentity(a.cfg.Node) })
 }
 
 func (a *Agent) view(fn func(*store.Tx) error) error {
@@ -268,7 +250,7 @@ func (a *Agent) offerIfEmpty(v etcdstore.View) {
 func (a *Agent) apply(v etcdstore.View) error {
 	var peers, svcs store.SyncResult
 	err := a.update(func(tx *store.Tx) (err error) {
-		if err := setIdentity(tx, v.Self); err != nil {
+		if err := tx.SetIdentity(v.Self); err != nil {
 			return err
 		}
 		if peers, err = tx.SyncPeers(v.Peers); err != nil {

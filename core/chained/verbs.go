@@ -158,11 +158,19 @@ func (c *call) gc(name string, valid map[string]bool, r *plugin.Report) error {
 	return c.dp.Reconcile(c.cluster, r)
 }
 
-// cmdStatus is ready when the node is initialized (else 50) and its
-// node-wide datapath can be made whole (else 51, limited connectivity). It
-// reconciles rather than only checks: a runtime that waits for a ready
-// network before its first ADD must not wait forever for that ADD.
+// cmdStatus is ready when the node is initialized and its bpffs mounted
+// (else 50, as veth-ebpf says) and its node-wide datapath can be made whole
+// (else 51, limited connectivity). It reconciles rather than only checks: a
+// runtime that waits for a ready network before its first ADD must not wait
+// forever for that ADD.
 func (p Plugin) cmdStatus(args *skel.CmdArgs) error {
+	conf, err := p.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if root := conf.Shared().BPFRoot; !bpffs.IsMounted(root) {
+		return cnierr.NotAvailable("%s: bpffs is not mounted at %s (bpfRoot): run `braid node init`", p.Name, root)
+	}
 	c, err := p.open(args.StdinData, "STATUS")
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 )
 
@@ -30,3 +31,40 @@ func (t *Tx) Node() (Node, error) {
 
 // SetNode records the node's identity.
 func (t *Tx) SetNode(n Node) error { return t.putJSON(bucketNode, keyNode, n) }
+
+// SetIdentity records n as the node's identity, refusing to move the pod
+// CIDR from under existing endpoints. Unchanged is a no-op.
+func (t *Tx) SetIdentity(n Node) error {
+	old, err := t.Node()
+	if err == nil && old == n {
+		return nil
+	}
+	if err == nil && old.PodCIDR != n.PodCIDR {
+		eps, err := t.Endpoints()
+		if err != nil {
+			return err
+		}
+		if len(eps) > 0 {
+			return fmt.Errorf("node has %d endpoints in pod CIDR %s: delete them before moving it to %s", len(eps), old.PodCIDR, n.PodCIDR)
+		}
+	}
+	return t.SetNode(n)
+}
+
+// PeerClash is why n cannot be this node's identity among the known other
+// nodes (its pod CIDR overlaps one's, or its node IP is one's), or nil.
+func (t *Tx) PeerClash(n Node) error {
+	peers, err := t.Peers()
+	if err != nil {
+		return err
+	}
+	self := Peer{Name: n.Name + " (this node)", NodeIP: n.NodeIP, PodCIDR: n.PodCIDR}
+	for _, p := range peers {
+		if p.Name != n.Name {
+			if err := conflict(self, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -82,6 +82,16 @@ func (ns *NS) Sysctl(key, value string) error {
 	})
 }
 
+// ReadSysctl reads /proc/sys/<key> inside ns.
+func (ns *NS) ReadSysctl(key string) (string, error) {
+	var v []byte
+	err := ns.Do(func() (err error) {
+		v, err = os.ReadFile(filepath.Join("/proc/sys", key))
+		return err
+	})
+	return strings.TrimSpace(string(v)), err
+}
+
 // createNS makes a new named network namespace, like `ip netns add`.
 func createNS(name string) (*NS, error) {
 	ns := &NS{Path: filepath.Join(netnsDir, name)}

@@ -17,6 +17,10 @@ func TestCheckAndRepair(t *testing.T) { routing.CheckAndRepair(t, mode) }
 
 func TestDelAndGC(t *testing.T) { routing.DelAndGC(t, mode) }
 
+func TestVersions(t *testing.T) { routing.Versions(t, mode) }
+
+func TestKernelKnobs(t *testing.T) { routing.KernelKnobs(t, mode, harness.NodeDevice) }
+
 func prefixNet(n *harness.Node) *net.IPNet {
 	return &net.IPNet{IP: n.PodCIDR.Addr().AsSlice(), Mask: net.CIDRMask(n.PodCIDR.Bits(), 32)}
 }

@@ -185,8 +185,38 @@ func DelAndGC(t *testing.T, mode Mode) {
 		}
 		RequirePing(t, keep, b)
 	})
+	t.Run("status of the plugin alone says what is missing", func(t *testing.T) {
+		p := ch.NewPod(t, "status")
+		conf := func(bpfRoot, stateDir string) []byte {
+			return []byte(`{"cniVersion":"1.1.0","name":"braid","type":"` + mode.Plugin + `","bpfRoot":"` + bpfRoot +
+				`","stateDir":"` + stateDir + `"}`)
+		}
+		unmounted := t.TempDir()
+		harness.RequireCNIError(t, p.ExecNoResult(mode.Plugin, "STATUS", conf(unmounted, n1.StateDir)), 50,
+			"bpffs is not mounted at "+unmounted)
+		harness.RequireCNIError(t, p.ExecNoResult(mode.Plugin, "STATUS", conf(n1.BPFRoot, t.TempDir())), 50,
+			"not initialized")
+		if harness.IsMountPoint(unmounted) {
+			t.Errorf("STATUS mounted a bpffs at %s", unmounted)
+		}
+	})
 	if err := ch.Status(); err != nil {
 		t.Errorf("STATUS at the end: %v", err)
+	}
+}
+
+// Versions: the plugin answers VERSION with every CNI version it speaks,
+// and a pod's ADD, CHECK and DEL work at the oldest one, 0.4.0.
+func Versions(t *testing.T, mode Mode) {
+	harness.RequireVersions(t, mode.Plugin, "0.4.0", "1.0.0", "1.1.0")
+	c := NewCluster(t, mode, 2, harness.CNIVersion("0.4.0"))
+	a, b := c.Chains[0].AddPod(t, "a"), c.Chains[1].AddPod(t, "b")
+	if err := a.Check(); err != nil {
+		t.Errorf("CHECK at 0.4.0: %v", err)
+	}
+	RequirePing(t, a, b)
+	if err := a.Del(); err != nil {
+		t.Errorf("DEL at 0.4.0: %v", err)
 	}
 }
 
@@ -202,4 +232,34 @@ func RequireInSync(t testing.TB, ch *harness.Chain) {
 			return
 		}
 	}
+}
+
+// KernelKnobs: on nodes left as a fresh kernel leaves them (forwarding off,
+// strict reverse-path filtering), the routing plugin's first ADD sets what
+// its datapath needs, and cross-node traffic works.
+func KernelKnobs(t *testing.T, mode Mode, devices ...string) {
+	c := NewCluster(t, mode, 2)
+	strict := [][2]string{{"net/ipv4/ip_forward", "0"}, {"net/ipv4/conf/all/rp_filter", "1"},
+		{"net/ipv4/conf/" + harness.NodeDevice + "/rp_filter", "1"}}
+	for _, n := range c.Nodes {
+		for _, kv := range strict {
+			if err := n.Sysctl(kv[0], kv[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a, b := c.Chains[0].AddPod(t, "a"), c.Chains[1].AddPod(t, "b")
+	want := map[string]string{"net/ipv4/ip_forward": "1", "net/ipv4/conf/all/rp_filter": "0"}
+	for _, d := range devices {
+		want["net/ipv4/conf/"+d+"/rp_filter"] = "0"
+	}
+	for _, n := range c.Nodes {
+		for key, v := range want {
+			if got, err := n.ReadSysctl(key); err != nil || got != v {
+				t.Errorf("%s on %s after ADD: %q (%v), want %s", key, n.Name, got, err, v)
+			}
+		}
+	}
+	RequirePing(t, a, b)
+	RequirePing(t, b, a)
 }

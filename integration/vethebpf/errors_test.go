@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,39 @@ func TestConfigErrors(t *testing.T) {
 			harness.RequireCNIError(t, p.Add(), tc.code, tc.mention)
 		})
 	}
+	for i, tc := range []struct{ name, conf, mention string }{
+		{"another plugin's type", `{"cniVersion": "1.0.0", "name": "braid", "type": "vxlan-tunnel"}`, `"type"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := c.NewPod(t, fmt.Sprintf("raw%d", i)).Exec(plugin, "ADD", []byte(tc.conf))
+			harness.RequireCNIError(t, err, types.ErrInvalidNetworkConfig, tc.mention)
+		})
+	}
+	// A config without cniVersion is 0.1.0 to the spec, which no braid
+	// plugin speaks: both get the spec's code 1 and the versions it does.
+	for i, conf := range []string{`{"cniVersion": "9.9.9", "name": "braid", "type": "veth-ebpf"}`, `{"name": "braid", "type": "veth-ebpf"}`} {
+		t.Run("unsupported cniVersion", func(t *testing.T) {
+			err := c.NewPod(t, fmt.Sprintf("ver%d", i)).Exec(plugin, "ADD", []byte(conf))
+			harness.RequireCNIError(t, err, types.ErrIncompatibleCNIVersion, "1.1.0")
+		})
+	}
+	t.Run("node init with a bad CIDR or address", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"--pod-cidr", "198.19.9.0/33"}, {"--pod-cidr", "198.19.9.1/24"}, {"--pod-cidr", "fd00::/64"},
+			{"--node-ip", "198.18.0.300"}, {"--node-ip", ""},
+		} {
+			flags := map[string]string{"--name": "x", "--node-ip": "198.18.0.9", "--pod-cidr": "198.19.9.0/24", "--device": harness.NodeDevice}
+			flags[args[0]] = args[1]
+			argv := []string{"node", "init"}
+			for k, v := range flags {
+				argv = append(argv, k, v)
+			}
+			// The one-line reason is the error's last part (stderr).
+			if _, err := n.TryBraid(t, argv...); err == nil || !strings.Contains(err.Error(), "braid: "+args[0]) {
+				t.Errorf("braid node init %s %q: %v; want a refusal naming %s", args[0], args[1], err, args[0])
+			}
+		}
+	})
 	t.Run("malformed JSON", func(t *testing.T) {
 		p := c.NewPod(t, "json")
 		err := p.Exec(plugin, "ADD", []byte(`{"cniVersion": "1.0.0", "name": "braid", "type": "veth-ebpf",`))

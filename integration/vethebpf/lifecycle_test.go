@@ -183,6 +183,7 @@ func TestRepeatedAddKeepsAddress(t *testing.T) {
 // TestCNIVersions runs the verbs with every spec version the plugin
 // announces, since runtimes in use today send each of them.
 func TestCNIVersions(t *testing.T) {
+	harness.RequireVersions(t, "veth-ebpf", "0.4.0", "1.0.0", "1.1.0")
 	n := harness.New(t).AddNode(t)
 	for _, v := range []string{"0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(v, func(t *testing.T) {

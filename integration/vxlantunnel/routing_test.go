@@ -25,3 +25,7 @@ func TestNodesJoinAndLeave(t *testing.T) {
 func TestCheckAndRepair(t *testing.T) { routing.CheckAndRepair(t, mode) }
 
 func TestDelAndGC(t *testing.T) { routing.DelAndGC(t, mode) }
+
+func TestVersions(t *testing.T) { routing.Versions(t, mode) }
+
+func TestKernelKnobs(t *testing.T) { routing.KernelKnobs(t, mode, "braid_vxlan") }
