@@ -48,7 +48,7 @@ func agentCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.name, "name", host, "node name")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "node IPv4 address on the underlay (required with etcd)")
 	fl.StringVar(&f.device, "device", "", "node device facing the underlay (required with etcd)")
-	fl.StringVar(&f.podCIDR, "pod-cidr", "", "local datastore: the node's pod CIDR (else what `braid node init` recorded)")
+	fl.StringVar(&f.podCIDR, "pod-cidr", "", "local datastore: the node's pod CIDR (else the one braid node init recorded)")
 	fl.StringVar(&f.conflist, "conflist", "/etc/cni/net.d/braid.conflist", "the node's conflist")
 	fl.StringVar(&f.cniPath, "cni-path", defaultCNIPath(), "where the plugin binaries are (a PATH-style list)")
 	fl.StringVar(&f.datastore, "datastore", "local", "local (the node store only) or etcd")
@@ -72,6 +72,9 @@ func defaultCNIPath() string {
 }
 
 func runAgent(g *globals, f *agentFlags) error {
+	// Before anything is made: the plugin servers inherit the umask, and
+	// go-plugin leaves their sockets at the mode it gives.
+	syscall.Umask(0o077)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", f.logLevel, err)

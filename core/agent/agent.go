@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/braid-cni/braid/core/etcdstore"
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is an agent's configuration.
@@ -54,6 +56,8 @@ type Agent struct {
 	metrics *metrics
 	trigger chan struct{} // a reconcile of every plugin is due
 	views   chan etcdstore.View
+	// socketDir holds the plugin servers' sockets, private to root.
+	socketDir string
 
 	mu       sync.Mutex
 	problems map[string][]string // last problems, by plugin or "store"
@@ -83,28 +87,52 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The servers' sockets: go-plugin makes them in the temporary folder
+	// unless told otherwise, at whatever mode the umask leaves.
+	if a.socketDir, err = os.MkdirTemp("", "braid-agent-"); err != nil {
+		return nil, err
+	}
 	for _, h := range plugins {
-		h.log = a.log
-		if err := h.start(); err != nil {
-			a.log.Info("skipping plugin: it does not answer the braid handshake", "plugin", h.name, "err", err)
-			continue
-		}
-		// The agent writes the store at StateDir: a plugin reading another
-		// would never see the cluster.
-		if h.stateDir != cfg.StateDir || h.bpfRoot != cfg.BPFRoot {
-			h.stop()
+		h.log, h.socketDir = a.log, a.socketDir
+		if err := a.host(h); err != nil {
 			a.stop()
-			return nil, fmt.Errorf("plugin %s in %s has stateDir %s and bpfRoot %s, the agent %s and %s: make them the same",
-				h.name, cfg.Conflist, h.stateDir, h.bpfRoot, cfg.StateDir, cfg.BPFRoot)
+			return nil, err
 		}
-		a.log.Info("plugin started", "plugin", h.name, "pid", h.Pid())
-		a.plugins = append(a.plugins, h)
-		a.metrics.pluginRestarts.WithLabelValues(h.name).Add(0)
 	}
 	if len(a.plugins) == 0 {
+		a.stop()
 		return nil, fmt.Errorf("conflist %s has no braid plugin", cfg.Conflist)
 	}
 	return a, nil
+}
+
+// host starts a plugin of the conflist and adds it to the agent's. A braid
+// plugin whose server does not start is added all the same: the supervisor
+// retries it and it is reported down meanwhile. Any other binary is left to
+// the runtime.
+func (a *Agent) host(h *hosted) error {
+	err := h.start()
+	if err != nil && !braidBuild(h.bin) {
+		a.log.Info("skipping plugin: not a braid plugin (it refuses the handshake)", "plugin", h.name, "err", err)
+		return nil
+	}
+	// The agent writes the store at StateDir: a plugin reading another
+	// would never see the cluster.
+	if h.stateDir != a.cfg.StateDir || h.bpfRoot != a.cfg.BPFRoot {
+		h.stop()
+		return fmt.Errorf("plugin %s in %s has stateDir %s and bpfRoot %s, the agent %s and %s: make them the same",
+			h.name, a.cfg.Conflist, h.stateDir, h.bpfRoot, a.cfg.StateDir, a.cfg.BPFRoot)
+	}
+	if err != nil {
+		a.log.Error("plugin server did not start; retrying with backoff", "plugin", h.name, "err", err)
+	} else {
+		a.log.Info("plugin started", "plugin", h.name, "pid", h.Pid())
+	}
+	a.plugins = append(a.plugins, h)
+	for _, c := range []*prometheus.CounterVec{a.metrics.pluginRestarts, a.metrics.reconcileErrors, a.metrics.gcErrors} {
+		c.WithLabelValues(h.name).Add(0)
+	}
+	return nil
 }
 
 // prepareIdentity reads the node's identity from the store; with etcd it
@@ -187,10 +215,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// stop ends the plugin servers.
+// stop ends the plugin servers and removes their sockets' folder.
 func (a *Agent) stop() {
 	for _, h := range a.plugins {
 		h.stop()
+	}
+	if a.socketDir != "" {
+		_ = os.RemoveAll(a.socketDir)
 	}
 }
 
@@ -377,6 +408,8 @@ func (a *Agent) report(ctx context.Context, h *hosted, what string, r *datapathr
 	}
 	var problems []string
 	switch {
+	case errors.Is(err, errReplaced):
+		return // the new server is reconciled once it runs
 	case errors.Is(err, errDown):
 		problems = []string{"plugin server is down (restarting)"}
 	case err != nil:
@@ -407,7 +440,9 @@ func (a *Agent) info(ctx context.Context, h *hosted) {
 		return err
 	})
 	if err != nil {
-		a.log.Warn("plugin info", "plugin", h.name, "err", err)
+		if !errors.Is(err, errDown) && !errors.Is(err, errReplaced) { // reported already
+			a.log.Warn("plugin info", "plugin", h.name, "err", err)
+		}
 		return
 	}
 	programs := strconv.Itoa(len(in.Programs))

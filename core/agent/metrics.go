@@ -56,7 +56,7 @@ func newMetrics() *metrics {
 		pluginUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "braid_plugin_up", Help: "1 while the plugin's server runs."}, []string{"plugin"}),
 		pluginRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "braid_plugin_restarts_total", Help: "Times the plugin's server died and was restarted."}, []string{"plugin"}),
+			Name: "braid_plugin_restarts_total", Help: "Times the plugin's server was started again: it died or had not started, or its binary was replaced."}, []string{"plugin"}),
 		pluginInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "braid_plugin_info", Help: "The plugin server's version and program count (from Info), always 1."}, []string{"plugin", "version", "programs"}),
 		statuses: map[string]*datapathrpc.StatusReply{},

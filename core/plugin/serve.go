@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"os"
@@ -110,14 +111,18 @@ func bpfRoot(conf []byte) string {
 	return c.BPFRoot
 }
 
-// buildVersion is the module version the binary was built from, with the VCS
-// revision when the build recorded one.
+// stampedVersion is the release a build was stamped with (-ldflags "-X
+// github.com/braid-cni/braid/core/plugin.stampedVersion=v1.2.3"); empty if none.
+var stampedVersion string
+
+// buildVersion is the stamped version, else the module version the binary
+// was built from, with the VCS revision when the build recorded one.
 func buildVersion() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "unknown"
+		return cmp.Or(stampedVersion, "unknown")
 	}
-	v := info.Main.Version
+	v := cmp.Or(stampedVersion, info.Main.Version)
 	for _, s := range info.Settings {
 		if s.Key == "vcs.revision" {
 			v += " " + s.Value

@@ -8,6 +8,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/braid-cni/braid/integration/harness"
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -64,6 +66,7 @@ type node struct {
 	cgroup string
 	agent  *exec.Cmd
 	done   chan struct{} // closed when the agent exits
+	bin    string        // where its agent finds the plugins; empty: the repository's bin/
 }
 
 // newCluster builds the underlay with etcd and n nodes with the conflist,
@@ -248,7 +251,7 @@ func (c *cluster) startAgentWith(t *testing.T, n *node, args ...string) {
 	bin := filepath.Join(c.repo, "bin")
 	n.agent = inNetns(n.NS, filepath.Join(bin, "braid"), append([]string{"agent",
 		"--name", n.Name, "--node-ip", n.IP.String(), "--device", harness.NodeDevice,
-		"--conflist", n.chain.File, "--cni-path", bin + ":" + filepath.Join(bin, "tools", "cni"),
+		"--conflist", n.chain.File, "--cni-path", n.binDir() + ":" + filepath.Join(bin, "tools", "cni"),
 		"--metrics-address", metricsAddr,
 		"--resync-interval", "5s", "--gc-interval", "2s", "--status-interval", "500ms",
 		"--state-dir", n.StateDir, "--bpf-root", n.BPFRoot}, args...)...)
@@ -391,7 +394,7 @@ func (n *node) httpGet(path string) (int, []byte, error) {
 // pluginPid is the pid of the node agent's server of plugin (0 if none).
 func (n *node) pluginPid(t *testing.T, plugin string) int {
 	t.Helper()
-	want, _ := filepath.Abs(filepath.Join(n.chainBinDir(), plugin))
+	want, _ := filepath.Abs(filepath.Join(n.binDir(), plugin))
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -414,7 +417,10 @@ func (n *node) pluginPid(t *testing.T, plugin string) int {
 	return 0
 }
 
-func (n *node) chainBinDir() string {
+func (n *node) binDir() string {
+	if n.bin != "" {
+		return n.bin
+	}
 	repo, _ := harness.Repo()
 	return filepath.Join(repo, "bin")
 }
@@ -514,4 +520,31 @@ func (n *node) blockEtcd(t *testing.T, c *cluster, block bool) {
 	if block {
 		t.Cleanup(func() { n.blockEtcd(t, c, false) })
 	}
+}
+
+// waitServiceMap polls sock-lb's pinned service map on n until it holds vip
+// (TCP) with backends backends, and returns how long after start that was
+// (timeout when it never did). Safe to run in its own goroutine.
+func (n *node) waitServiceMap(t *testing.T, start time.Time, vip netip.AddrPort, backends int, timeout time.Duration) time.Duration {
+	key := make([]byte, 8) // struct lb_service_key: vip and port in network order, proto
+	copy(key, vip.Addr().AsSlice())
+	binary.BigEndian.PutUint16(key[4:], vip.Port())
+	key[6] = syscall.IPPROTO_TCP
+	var m *ebpf.Map
+	defer func() { _ = m.Close() }()
+	for time.Since(start) < timeout {
+		var err error
+		if m == nil {
+			m, err = ebpf.LoadPinnedMap(n.PinPath("sock-lb", "lb_services"), &ebpf.LoadPinOptions{ReadOnly: true})
+		}
+		var val []byte // struct lb_service: id, count
+		if err == nil && m.Lookup(key, &val) == nil && binary.NativeEndian.Uint32(val[4:]) == uint32(backends) {
+			d := time.Since(start)
+			t.Logf("%s: %s with %d backends in sock-lb's service map %v after braid service add started", n.Name, vip, backends, d.Round(time.Millisecond))
+			return d
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Errorf("%s: %s not in sock-lb's service map with %d backends within %v", n.Name, vip, backends, timeout)
+	return timeout
 }
