@@ -42,10 +42,14 @@ proto: deps proto-tools
 check-generated: deps proto-tools
 	@hack/check-generated.sh
 
+# Every binary reports this in Info and `braid_plugin_info`.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/braid-cni/braid/core/plugin.stampedVersion=$(VERSION)
+
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/braid ./cmd/braid
-	@for p in $(PLUGINS); do $(GO) build -o $(BIN)/$$p ./plugins/$$p || exit 1; done
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/braid ./cmd/braid
+	@for p in $(PLUGINS); do $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/$$p ./plugins/$$p || exit 1; done
 
 install: build
 	install -d $(CNI_BIN_DIR)
