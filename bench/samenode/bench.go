@@ -44,27 +44,10 @@ func runBench(ctx context.Context, cfg config) (res *results, err error) {
 			return nil, fmt.Errorf("node %s: %w", n.name, err)
 		}
 	}
-	plainDP, err := plainPair(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("plain veth pair: %w", err)
-	}
-	ptpDP, err := l.cniPair(ctx, ptp, "ptp + host-local")
-	if err != nil {
-		return nil, fmt.Errorf("ptp pods: %w", err)
-	}
-	braidDP, err := l.cniPair(ctx, braid, "braid veth-ebpf")
-	if err != nil {
-		return nil, fmt.Errorf("braid pods: %w", err)
-	}
-	res.datapaths = []*datapath{plainDP, ptpDP, braidDP}
-	for _, d := range res.datapaths {
-		if err := checkReachable(ctx, d); err != nil {
+	if cfg.only != "cni" {
+		if err := l.measureDatapaths(ctx, cfg, res, ptp, braid); err != nil {
 			return nil, err
 		}
-	}
-
-	if err := measureAll(ctx, cfg, res); err != nil {
-		return nil, err
 	}
 
 	res.cniNodes = []*node{bridge, ptp, braid}
@@ -74,6 +57,29 @@ func runBench(ctx context.Context, cfg config) (res *results, err error) {
 	}
 	res.finished, res.endLoad = time.Now(), kit.LoadAvg()
 	return res, nil
+}
+
+// measureDatapaths attaches two pods per datapath and measures them all.
+func (l *lab) measureDatapaths(ctx context.Context, cfg config, res *results, ptp, braid *node) error {
+	plainDP, err := plainPair(ctx)
+	if err != nil {
+		return fmt.Errorf("plain veth pair: %w", err)
+	}
+	ptpDP, err := l.cniPair(ctx, ptp, "ptp + host-local")
+	if err != nil {
+		return fmt.Errorf("ptp pods: %w", err)
+	}
+	braidDP, err := l.cniPair(ctx, braid, "braid veth-ebpf")
+	if err != nil {
+		return fmt.Errorf("braid pods: %w", err)
+	}
+	res.datapaths = []*datapath{plainDP, ptpDP, braidDP}
+	for _, d := range res.datapaths {
+		if err := checkReachable(ctx, d); err != nil {
+			return err
+		}
+	}
+	return measureAll(ctx, cfg, res)
 }
 
 // measureAll runs every measurement cfg.reps times. Within a repetition

@@ -28,6 +28,7 @@ type config struct {
 	pods      int           // CNI ADD+DEL cycles per plugin
 	cpu       string        // latency and connects/s: client and server share it
 	tputCPUs  [2]string     // throughput: client, server
+	only      string        // "cni": skip the datapath measurements (for iterating on ADD/DEL)
 	command   string        // how this run was invoked, for the report
 	startLoad string
 }
@@ -45,10 +46,13 @@ func main() {
 	flag.IntVar(&cfg.pods, "pods", 30, "pods added and deleted per CNI plugin")
 	flag.StringVar(&cfg.cpu, "cpu", "0", "CPU that latency and connects/s clients and servers are pinned to")
 	flag.StringVar(&tput, "tput-cpus", "0,1", "CPUs of the iperf3 client and server")
+	flag.StringVar(&cfg.only, "only", "", `"cni": measure only CNI ADD+DEL, not the datapaths (no -out)`)
 	flag.Parse()
 	c, s, ok := strings.Cut(tput, ",")
-	if !ok || cfg.reps < 1 || cfg.pods < 1 || cfg.duration < time.Second {
-		fmt.Fprintln(os.Stderr, "bench: need -tput-cpus client,server, -reps >= 1, -pods >= 1, -duration >= 1s")
+	// A partial run must not replace the report's section in -out.
+	onlyOK := cfg.only == "" || (cfg.only == "cni" && cfg.out == "")
+	if !ok || cfg.reps < 1 || cfg.pods < 1 || cfg.duration < time.Second || !onlyOK {
+		fmt.Fprintln(os.Stderr, "bench: need -tput-cpus client,server, -reps >= 1, -pods >= 1, -duration >= 1s, and -only cni without -out")
 		os.Exit(2)
 	}
 	cfg.tputCPUs = [2]string{c, s}

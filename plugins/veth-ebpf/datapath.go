@@ -63,9 +63,17 @@ func (d *datapath) linkPins(hostIf string) (ingress, egress string) {
 		bpffs.LinkPin(d.bpfRoot, pluginName, hostIf+"_egress")
 }
 
-// attach publishes the endpoint, then attaches both programs to its veth:
-// in that order, so the first packet the pod sends is already known.
+// attach publishes the endpoint and attaches both programs to its veth.
 func (d *datapath) attach(ep endpointRef) error {
+	if err := d.attachFromPod(ep); err != nil {
+		return err
+	}
+	return d.attachToPod(ep)
+}
+
+// attachFromPod publishes the endpoint, then attaches from_container, which
+// drops the pod's packets until the endpoint is known.
+func (d *datapath) attachFromPod(ep endpointRef) error {
 	if err := d.endpoints.Put(ep.ip, ep.info); err != nil {
 		if errors.Is(err, unix.E2BIG) { // what a full hash map answers
 			return cnierr.TryAgain("endpoint map is full (%d entries): delete unused pods, or run GC to drop entries no endpoint owns", maps.EndpointsMax)
@@ -76,10 +84,17 @@ func (d *datapath) attach(ep endpointRef) error {
 	if err != nil {
 		return err
 	}
-	in, out := d.linkPins(ep.hostIf)
-	if err := tcx.Attach(int(ep.info.Ifindex), tcx.Ingress, objs.FromContainer, in); err != nil {
+	in, _ := d.linkPins(ep.hostIf)
+	return tcx.Attach(int(ep.info.Ifindex), tcx.Ingress, objs.FromContainer, in)
+}
+
+// attachToPod attaches to_container.
+func (d *datapath) attachToPod(ep endpointRef) error {
+	objs, err := d.programs()
+	if err != nil {
 		return err
 	}
+	_, out := d.linkPins(ep.hostIf)
 	return tcx.Attach(int(ep.info.Ifindex), tcx.Egress, objs.ToContainer, out)
 }
 
