@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
@@ -20,6 +21,9 @@ type results struct {
 	tput      map[string][]float64
 	cniNodes  []*node
 	cni       map[string][]cniTiming
+	// The same cycles with RCU grace periods expedited node-wide; nil when
+	// the kernel has no switch for it.
+	cniExpedited map[string][]cniTiming
 }
 
 type cniTiming struct{ add, del time.Duration }
@@ -52,7 +56,15 @@ func runBench(ctx context.Context, cfg config) (res *results, err error) {
 
 	res.cniNodes = []*node{bridge, ptp, braid}
 	kit.Progress("CNI ADD+DEL: %d pods per plugin, alternating plugins", cfg.pods)
-	if res.cni, err = l.churn(ctx, res.cniNodes, cfg.pods); err != nil {
+	if res.cni, err = l.churn(ctx, res.cniNodes, cfg.pods, "a"); err != nil {
+		return nil, err
+	}
+	kit.Progress("CNI ADD+DEL again with rcu_expedited=1")
+	err = withRCUExpedited(func() (err error) {
+		res.cniExpedited, err = l.churn(ctx, res.cniNodes, cfg.pods, "x")
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	res.finished, res.endLoad = time.Now(), kit.LoadAvg()
@@ -138,10 +150,10 @@ func measureAll(ctx context.Context, cfg config, res *results) error {
 // churn times cnitool ADD then DEL of pods fresh pods on each node, the
 // nodes taking turns (rotating who goes first). One unmeasured warm-up
 // cycle per node comes first.
-func (l *lab) churn(ctx context.Context, nodes []*node, pods int) (map[string][]cniTiming, error) {
+func (l *lab) churn(ctx context.Context, nodes []*node, pods int, run string) (map[string][]cniTiming, error) {
 	for _, n := range nodes {
 		for i := 0; i <= pods; i++ {
-			if err := kit.Sh(ctx, "ip", "netns", "add", churnPod(n, i)); err != nil {
+			if err := kit.Sh(ctx, "ip", "netns", "add", churnPod(n, run, i)); err != nil {
 				return nil, err
 			}
 		}
@@ -150,11 +162,11 @@ func (l *lab) churn(ctx context.Context, nodes []*node, pods int) (map[string][]
 	for i := 0; i <= pods; i++ {
 		for j := range nodes {
 			n := nodes[(i+j)%len(nodes)]
-			_, add, err := l.cniAdd(ctx, n, churnPod(n, i))
+			_, add, err := l.cniAdd(ctx, n, churnPod(n, run, i))
 			if err != nil {
 				return nil, err
 			}
-			del, err := l.cniDel(ctx, n, churnPod(n, i))
+			del, err := l.cniDel(ctx, n, churnPod(n, run, i))
 			if err != nil {
 				return nil, err
 			}
@@ -166,4 +178,25 @@ func (l *lab) churn(ctx context.Context, nodes []*node, pods int) (map[string][]
 	return out, nil
 }
 
-func churnPod(n *node, i int) string { return fmt.Sprintf("%scni-%s-%02d", nsPrefix, n.name, i) }
+func churnPod(n *node, run string, i int) string {
+	return fmt.Sprintf("%scni%s-%s-%02d", nsPrefix, run, n.name, i)
+}
+
+// rcuExpedited is the kernel's switch for expedited RCU grace periods.
+const rcuExpedited = "/sys/kernel/rcu_expedited"
+
+// withRCUExpedited runs fn with RCU grace periods expedited node-wide, and
+// restores the setting. Every tcx attach and detach waits for a grace
+// period (synchronize_rcu in the kernel's tcx code), as a veth's deletion
+// does: the difference this makes to each chain is what those waits cost.
+func withRCUExpedited(fn func() error) error {
+	old, err := os.ReadFile(rcuExpedited)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rcuExpedited, err)
+	}
+	if err := os.WriteFile(rcuExpedited, []byte("1"), 0o644); err != nil {
+		return err
+	}
+	defer os.WriteFile(rcuExpedited, old, 0o644)
+	return fn()
+}

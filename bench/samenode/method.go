@@ -40,7 +40,11 @@ MTU is 1500 everywhere.
 * **CNI ADD+DEL**: wall time of `+"`cnitool add`"+` then `+"`cnitool del`"+` (run in the node netns with
   `+"`nsenter`"+`, so process start-up is included, as for a runtime) for %[7]d fresh pod netns per plugin
   chain, the chains taking turns, after one unmeasured warm-up each. braid allocates addresses
-  itself; bridge and ptp call `+"`host-local`"+`.
+  itself; bridge and ptp call `+"`host-local`"+`. Then the same again with
+  `+"`/sys/kernel/rcu_expedited`"+` set to 1 (restored after): every tcx attach and detach waits
+  for an RCU grace period (`+"`synchronize_rcu`"+` in the kernel's tcx code, under the RTNL lock),
+  two per ADD and two per DEL for veth-ebpf's two programs; the difference is what those
+  waits cost on this machine.
 * The counters in `+"`<bpfRoot>/veth-ebpf/counters`"+` (index 0: redirect_peer, 1: passed on) are read
   before and after every braid run.
 * The machine is shared: other test suites may have been running. The load averages above
