@@ -37,6 +37,17 @@ func TestCheckNamesTheBreak(t *testing.T) {
 				return netlink.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: p.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}})
 			})
 		}, func(p *harness.Pod, _ string) string { return "lacks address " + p.IP.String() }},
+		{"pod gateway neighbour", func(t *testing.T, p *harness.Pod, _ string) {
+			inNetns(t, p.NS, func() error { return delNeigh(p.IfName, net.IPv4(169, 254, 1, 1)) })
+		}, func(*harness.Pod, string) string { return "neighbour entry for the gateway 169.254.1.1 is missing" }},
+		{"node route to the pod", func(t *testing.T, p *harness.Pod, hostIf string) {
+			inNetns(t, n.NS, func() error {
+				return netlink.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: p.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK})
+			})
+		}, func(p *harness.Pod, hostIf string) string { return "no route to pod " + p.IP.String() + "/32 on " + hostIf }},
+		{"node neighbour for the pod", func(t *testing.T, p *harness.Pod, hostIf string) {
+			inNetns(t, n.NS, func() error { return delNeigh(hostIf, p.IP.AsSlice()) })
+		}, func(p *harness.Pod, _ string) string { return "neighbour entry for pod " + p.IP.String() + " is missing" }},
 		{"host veth down", func(t *testing.T, _ *harness.Pod, hostIf string) {
 			inNetns(t, n.NS, func() error {
 				l, err := netlink.LinkByName(hostIf)
@@ -73,6 +84,15 @@ func TestCheckNamesTheBreak(t *testing.T) {
 		})
 	}
 	n.RequireClean(t)
+}
+
+// delNeigh removes the neighbour entry for ip on the interface called ifName.
+func delNeigh(ifName string, ip net.IP) error {
+	l, err := netlink.LinkByName(ifName)
+	if err != nil {
+		return err
+	}
+	return netlink.NeighDel(&netlink.Neigh{LinkIndex: l.Attrs().Index, IP: ip, Family: netlink.FAMILY_V4})
 }
 
 func ingressPin(n *harness.Node, hostIf string) string {
@@ -128,8 +148,10 @@ func TestGC(t *testing.T) {
 
 // TestDelegatedIPAM takes addresses from the reference host-local plugin
 // and checks that the verbs reach it: DEL releases its reservation, CHECK
-// consults it. (host-local v1.9.1 implements neither GC nor STATUS, so
-// their forwarding only has to succeed here.)
+// consults it, GC releases the addresses of the attachments it removes.
+// (host-local v1.9.1 implements neither GC nor STATUS, so their forwarding
+// only has to succeed here; GC's release comes from an IPAM DEL for each
+// attachment collected.)
 func TestDelegatedIPAM(t *testing.T) {
 	n := harness.New(t).AddNode(t)
 	dataDir := filepath.Join(n.Dir, "host-local")
@@ -168,11 +190,20 @@ func TestDelegatedIPAM(t *testing.T) {
 	}
 	requireMentions(t, b.Check(), "host-local")
 
-	if err := b.ForgetCache(); err != nil {
-		t.Fatal(err)
+	gone := c.AddPod(t, "gone")
+	for _, p := range []*harness.Pod{b, gone} {
+		if err := p.ForgetCache(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(reservation(gone.IP)); err != nil {
+		t.Fatalf("host-local does not reserve %s after ADD: %v", gone.IP, err)
 	}
 	if err := c.GC(); err != nil {
 		t.Fatalf("GC: %v", err)
+	}
+	if _, err := os.Stat(reservation(gone.IP)); !os.IsNotExist(err) {
+		t.Errorf("host-local still reserves %s after GC removed its attachment (%v)", gone.IP, err)
 	}
 	n.RequireClean(t)
 }

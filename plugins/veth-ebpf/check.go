@@ -19,8 +19,9 @@ import (
 )
 
 // cmdCheck verifies that the attachment is whole and says which part is not:
-// the store record, the host veth, the pod interface with its address and
-// routes, both program attachments and the endpoint map entry.
+// the store record, the host veth with the node's route and neighbour entry
+// for the pod, the pod interface with its address, routes and neighbour
+// entry for the gateway, both program attachments and the endpoint map entry.
 func cmdCheck(args *skel.CmdArgs) error {
 	s, err := openSession(args.StdinData, "CHECK")
 	if err != nil {
@@ -88,7 +89,32 @@ func checkHost(ep store.Endpoint) error {
 	if l.Attrs().Flags&net.FlagUp == 0 {
 		return fmt.Errorf("host veth %s is down", ep.HostIfName)
 	}
-	return nil
+	routes, err := netlinksafe.RouteList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	if !hasLinkRoute(routes, ep.IPv4) {
+		return fmt.Errorf("node has no route to pod %s/32 on %s", ep.IPv4, ep.HostIfName)
+	}
+	return checkNeighbour(l, ep.IPv4, ep.PodMAC, "node's neighbour entry for pod")
+}
+
+// checkNeighbour wants a permanent neighbour entry for ip with mac on l:
+// both ends resolve each other without ARP.
+func checkNeighbour(l netlink.Link, ip netip.Addr, mac, what string) error {
+	neighs, err := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighs {
+		if n.IP.Equal(ip.AsSlice()) {
+			if n.HardwareAddr.String() != mac || n.State&netlink.NUD_PERMANENT == 0 {
+				return fmt.Errorf("%s %s is %s (state %#x), want %s permanent", what, ip, n.HardwareAddr, n.State, mac)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %s is missing on %s", what, ip, l.Attrs().Name)
 }
 
 func checkPod(netnsPath string, ep store.Endpoint) error {
@@ -116,10 +142,13 @@ func checkPod(netnsPath string, ep store.Endpoint) error {
 		if err != nil {
 			return err
 		}
+		if !hasLinkRoute(routes, gatewayIP) {
+			return fmt.Errorf("pod has no route to the gateway %s on %s", gatewayIP, ep.IfName)
+		}
 		if !hasDefaultVia(routes, gatewayIP) {
 			return fmt.Errorf("pod has no default route via %s on %s", gatewayIP, ep.IfName)
 		}
-		return nil
+		return checkNeighbour(l, gatewayIP, ep.HostMAC, "pod's neighbour entry for the gateway")
 	})
 }
 
@@ -146,6 +175,18 @@ func hasAddr(addrs []netlink.Addr, ip netip.Addr) bool {
 		ones, _ := a.Mask.Size()
 		if a.IP.Equal(ip.AsSlice()) && ones == 32 {
 			return true
+		}
+	}
+	return false
+}
+
+// hasLinkRoute: a scope-link /32 route to ip.
+func hasLinkRoute(routes []netlink.Route, ip netip.Addr) bool {
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.IP.Equal(ip.AsSlice()) && r.Scope == netlink.SCOPE_LINK {
+			if ones, bits := r.Dst.Mask.Size(); ones == 32 && bits == 32 {
+				return true
+			}
 		}
 	}
 	return false

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
 
 	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/store"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 )
 
@@ -51,7 +54,7 @@ func (s *session) teardown(tx *store.Tx, ep store.Endpoint, stdin []byte) error 
 		return err
 	}
 	if ep.IPAMPlugin != "" && stdin != nil {
-		if err := ipam.ExecDel(ep.IPAMPlugin, stdin); err != nil {
+		if err := ipamDel(ep, stdin); err != nil {
 			return cnierr.Wrap(err, "ipam plugin %s", ep.IPAMPlugin)
 		}
 	}
@@ -96,4 +99,18 @@ func releaseOwned(tx *store.Tx, owner string) error {
 		}
 	}
 	return nil
+}
+
+// ipamDel releases ep's address in its delegated IPAM plugin, naming ep's
+// own attachment rather than the call's: GC removes endpoints the runtime's
+// CNI_CONTAINERID does not name, and a plugin without GC of its own (the
+// reference host-local) would keep their addresses for ever.
+func ipamDel(ep store.Endpoint, stdin []byte) error {
+	cniPath := os.Getenv("CNI_PATH")
+	path, err := invoke.FindInPath(ep.IPAMPlugin, filepath.SplitList(cniPath))
+	if err != nil {
+		return err
+	}
+	args := &invoke.Args{Command: "DEL", ContainerID: ep.ContainerID, NetNS: ep.Netns, IfName: ep.IfName, Path: cniPath}
+	return invoke.ExecPluginWithoutResult(context.TODO(), path, stdin, args, nil)
 }

@@ -40,15 +40,14 @@ func cmdGC(args *skel.CmdArgs) error {
 				continue
 			}
 			s.log.Info("gc endpoint", "endpoint", ep.Key(), "ip", ep.IPv4)
-			// A delegated IPAM plugin releases these in its GC, below.
-			if err := s.teardown(tx, ep, nil); err != nil {
+			if err := s.teardown(tx, ep, args.StdinData); err != nil {
 				return err
 			}
 		}
 		return s.collectOrphans(tx, kept)
 	})
-	// The spec requires forwarding GC to a delegated plugin: nobody else
-	// will, and it still holds the addresses of the endpoints removed above.
+	// The spec requires forwarding GC to a delegated plugin too: it may hold
+	// addresses of attachments braid never recorded (a crashed ADD).
 	if s.conf.IPAM.Type != "" {
 		ipamErr := invoke.DelegateGC(context.TODO(), s.conf.IPAM.Type, args.StdinData, nil)
 		if err == nil && ipamErr != nil {
