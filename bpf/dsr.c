@@ -23,10 +23,11 @@
  * replies) are sent through the fib by the program: the stack's forwarding
  * drops a packet from a local address as a martian.
  *
- * Programs: from_netdev (node device ingress), from_overlay (VXLAN device
- * ingress, attached first so it sees packets before the tunnel delivers
- * them), from_container (each pod's host veth ingress: reply rewrite, and
- * forged options from pods dropped).
+ * Programs: from_netdev (node device ingress, attached first, ahead of
+ * native-route's, which would deliver an option-carrying packet itself),
+ * from_overlay (VXLAN device ingress, attached first so it sees packets
+ * before the tunnel delivers them), from_container (each pod's host veth
+ * ingress: reply rewrite, and forged options from pods dropped).
  */
 
 #include "braid.h"
@@ -38,8 +39,7 @@
 
 #define DSR_OPT_TYPE 0x9a
 #define DSR_OPT_LEN  8
-#define DSR_SERVICES_MAX 4096
-#define DSR_MAGLEV_MAX   (1 << 20)
+#define DSR_SERVICES_MAX 4096 /* node ports, and Maglev tables */
 #define DSR_FLOWS_MAX    (1 << 18)
 #define DSR_NODES_MAX    4096
 #define SNAT_TRIES 8
@@ -61,18 +61,14 @@ struct nodeport_key {
 };
 
 struct nodeport_svc {
-	__u32 id;
+	__u32 id;         /* its Maglev table in dsr_maglev */
 	__u32 count;      /* backends; 0 refuses */
 	__u32 flags;      /* SVC_LOCAL */
-	__u32 table_size; /* Maglev table entries for this service */
+	__u32 table_size; /* Maglev table entries; never more than its table has */
 };
 
-struct maglev_key {
-	__u32 id;
-	__u32 index;
-};
-
-struct backend {
+/* An IPv4 address and port: a backend, or the service address of a flow. */
+struct addr_port {
 	__be32 ip;
 	__be16 port;
 	__u16  pad;
@@ -86,12 +82,6 @@ struct flow_key {
 	__be16 backend_port;
 	__u8   proto;
 	__u8   pad[3];
-};
-
-struct svc_addr {
-	__be32 ip;
-	__be16 port;
-	__u16  pad;
 };
 
 /* SNAT on the entry node: the backend's reply, addressed to node:snat_port. */
@@ -125,19 +115,39 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_nodeports SEC(".maps");
 
+/*
+ * A service's Maglev table: an array of table_size backends. Each is its own
+ * map, of its own size (BPF_F_INNER_MAP: the 1 here is only the template's),
+ * built whole before it replaces the service's old table in dsr_maglev in one
+ * update, so a packet sees the old table or the new one, never a mix.
+ * Mmapable, so that the plugin writes and compares a table as one block of
+ * memory. Sizes, not BTF types: clang 14 gives an inner map's value type only
+ * a forward declaration, which loaders cannot size.
+ */
+struct maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct addr_port));
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+};
+
+/*
+ * Service id -> its Maglev table. Room for two per node port: a service
+ * removed and another added on its node port have both tables during a sync.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct maglev_key);
-	__type(value, struct backend);
-	__uint(max_entries, DSR_MAGLEV_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 2 * DSR_SERVICES_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct maglev_table);
 } dsr_maglev SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct flow_key);
-	__type(value, struct svc_addr);
+	__type(value, struct addr_port);
 	__uint(max_entries, DSR_FLOWS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_flows SEC(".maps");
@@ -255,14 +265,18 @@ __inline __u32 flow_hash(struct packet *p)
 	return h;
 }
 
-__inline struct backend *pick(struct nodeport_svc *svc, struct packet *p)
+__inline struct addr_port *pick(struct nodeport_svc *svc, struct packet *p)
 {
-	struct maglev_key k = { .id = svc->id };
+	void *table;
+	__u32 index;
 
-	if (!svc->table_size)
+	if (!svc->count || !svc->table_size)
 		return NULL;
-	k.index = flow_hash(p) % svc->table_size;
-	return bpf_map_lookup_elem(&dsr_maglev, &k);
+	table = bpf_map_lookup_elem(&dsr_maglev, &svc->id);
+	if (!table)
+		return NULL;
+	index = flow_hash(p) % svc->table_size;
+	return bpf_map_lookup_elem(table, &index);
 }
 
 __inline void record_flow(struct packet *p, __be32 backend_ip, __be16 backend_port,
@@ -272,7 +286,7 @@ __inline void record_flow(struct packet *p, __be32 backend_ip, __be16 backend_po
 		.client_ip = p->saddr, .backend_ip = backend_ip,
 		.client_port = p->l4.sport, .backend_port = backend_port, .proto = p->proto,
 	};
-	struct svc_addr v = { .ip = svc_ip, .port = svc_port };
+	struct addr_port v = { .ip = svc_ip, .port = svc_port };
 
 	bpf_map_update_elem(&dsr_flows, &k, &v, BPF_ANY);
 }
@@ -374,7 +388,7 @@ __inline __be16 snat_candidate(struct packet *p, __u32 h, int i)
 }
 
 /* snat_port finds a source port on this node for the client's flow. */
-__inline int snat_port(struct packet *p, struct backend *be, __be16 *port)
+__inline int snat_port(struct packet *p, struct addr_port *be, __be16 *port)
 {
 	struct snat_client want = { .ip = p->saddr, .port = p->l4.sport, .node_port = p->l4.dport };
 	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
@@ -396,7 +410,7 @@ __inline int snat_port(struct packet *p, struct backend *be, __be16 *port)
 }
 
 /* snat_known: the flow already holds an SNAT port (it began with SNAT). */
-__inline bool snat_known(struct packet *p, struct backend *be)
+__inline bool snat_known(struct packet *p, struct addr_port *be)
 {
 	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
 	__u32 h = flow_hash(p);
@@ -414,7 +428,7 @@ __inline bool snat_known(struct packet *p, struct backend *be)
 	return false;
 }
 
-__inline int nodeport_snat(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p, struct backend *be)
+__inline int nodeport_snat(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p, struct addr_port *be)
 {
 	__be16 sport;
 
@@ -434,7 +448,7 @@ __inline int nodeport_snat(struct __sk_buff *skb, struct dsr_conf *c, struct pac
 /* nodeport handles a packet addressed to this node's node port. */
 __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p, struct nodeport_svc *svc)
 {
-	struct backend *be = pick(svc, p);
+	struct addr_port *be = pick(svc, p);
 	__be32 svc_ip = p->daddr;
 	__be16 svc_port = p->l4.dport;
 	bool fits, needs_opt;
@@ -602,8 +616,8 @@ int from_container(struct __sk_buff *skb)
 {
 	struct dsr_conf *c;
 	struct packet p;
-	struct svc_addr *svc;
-	struct svc_addr addr;
+	struct addr_port *svc;
+	struct addr_port addr;
 	struct flow_key k = {};
 
 	if (!parse(skb, &p))

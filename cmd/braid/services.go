@@ -3,13 +3,16 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/braid-cni/braid/core/store"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func serviceCmd(g *globals) *cobra.Command {
@@ -32,13 +35,13 @@ func serviceAddCmd(g *globals) *cobra.Command {
 			var err error
 			s.Name, s.Port, s.NodePort = args[0], port, nodePort
 			s.Protocol = strings.ToLower(s.Protocol)
-			if err := checkNodePort(s.Type, nodePort, nodePortRange); err != nil {
-				return err
-			}
 			if s.VIP, err = netip.ParseAddr(vip); err != nil {
 				return fmt.Errorf("--vip %q is not an IPv4 address", vip)
 			}
 			if s.Backends, err = parseBackends(backends); err != nil {
+				return err
+			}
+			if err := checkNodePorts(nodePortRange, s); err != nil {
 				return err
 			}
 			return g.putServices(s)
@@ -51,7 +54,7 @@ func serviceAddCmd(g *globals) *cobra.Command {
 	f.StringVar(&backends, "backend", "", "backends as IP:PORT[,IP:PORT...]")
 	f.StringVar(&s.Type, "type", store.ClusterIP, "ClusterIP or NodePort")
 	f.Uint16Var(&nodePort, "node-port", 0, "node port of a NodePort service")
-	f.StringVar(&nodePortRange, "node-port-range", "30000-32767", "the range --node-port must be in (the dsr plugin's nodePortRange)")
+	nodePortRangeFlag(f, &nodePortRange)
 	f.StringVar(&s.ExternalTrafficPolicy, "external-traffic-policy", "", "Cluster or Local (NodePort)")
 	_ = cmd.MarkFlagRequired("vip")
 	_ = cmd.MarkFlagRequired("port")
@@ -153,7 +156,7 @@ func serviceListCmd(g *globals) *cobra.Command {
 }
 
 func serviceApplyCmd(g *globals) *cobra.Command {
-	var file string
+	var file, nodePortRange string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
 		Short: "add or replace many services at once, from the JSON `braid service list -o json` prints",
@@ -167,10 +170,14 @@ func serviceApplyCmd(g *globals) *cobra.Command {
 			if err := json.Unmarshal(raw, &svcs); err != nil {
 				return fmt.Errorf("%s: not a JSON list of services: %w", file, err)
 			}
+			if err := checkNodePorts(nodePortRange, svcs...); err != nil {
+				return err
+			}
 			return g.putServices(svcs...)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "JSON file (- for stdin)")
+	nodePortRangeFlag(cmd.Flags(), &nodePortRange)
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -178,6 +185,9 @@ func serviceApplyCmd(g *globals) *cobra.Command {
 // putServices stores all of svcs in one transaction: all or none.
 func (g *globals) putServices(svcs ...store.Service) error {
 	if g.etcd.enabled() {
+		if err := g.etcdCheckCapacity(svcs); err != nil {
+			return err
+		}
 		return g.etcdPutServices(svcs)
 	}
 	err := g.update(func(tx *store.Tx) error {
@@ -193,6 +203,25 @@ func (g *globals) putServices(svcs ...store.Service) error {
 		fmt.Fprintf(stdout(), "%d services applied; %s\n", len(svcs), syncHint)
 	}
 	return nil
+}
+
+// etcdCheckCapacity refuses svcs when, with the services etcd holds, they
+// are more than a node's maps hold (the node store checks this itself).
+func (g *globals) etcdCheckCapacity(svcs []store.Service) error {
+	have, err := g.etcdServices()
+	if err != nil {
+		return err
+	}
+	return store.CheckCapacity(merged(have, svcs))
+}
+
+// merged is have with svcs added or replacing those of the same name.
+func merged(have, svcs []store.Service) []store.Service {
+	byName := map[string]store.Service{}
+	for _, s := range slices.Concat(have, svcs) {
+		byName[s.Name] = s
+	}
+	return slices.Collect(maps.Values(byName))
 }
 
 func parseBackends(s string) ([]store.Backend, error) {
@@ -217,17 +246,22 @@ func readFileOrStdin(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// checkNodePort refuses a NodePort service's node port outside portRange
-// ("first-last"), which must match the dsr plugin's nodePortRange: dsr
-// ignores (and reports) services outside it.
-func checkNodePort(typ string, nodePort uint16, portRange string) error {
-	var lo, hi int
-	if _, err := fmt.Sscanf(portRange, "%d-%d", &lo, &hi); err != nil || lo < 1 || hi > 65535 || lo > hi ||
-		portRange != fmt.Sprintf("%d-%d", lo, hi) {
-		return fmt.Errorf("--node-port-range %q is not a port range such as 30000-32767", portRange)
+func nodePortRangeFlag(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "node-port-range", store.DefaultNodePortRange, "the range node ports must be in (the dsr plugin's nodePortRange)")
+}
+
+// checkNodePorts refuses a NodePort service whose node port is outside
+// portRange ("first-last"), which must match the dsr plugin's
+// nodePortRange: dsr does not serve (and reports) services outside it.
+func checkNodePorts(portRange string, svcs ...store.Service) error {
+	r, err := store.ParsePortRange(portRange)
+	if err != nil {
+		return fmt.Errorf("--node-port-range: %w", err)
 	}
-	if typ == store.NodePort && nodePort != 0 && (int(nodePort) < lo || int(nodePort) > hi) {
-		return fmt.Errorf("--node-port %d is outside the node-port range %s (see --node-port-range)", nodePort, portRange)
+	for _, s := range svcs {
+		if s.Type == store.NodePort && s.NodePort != 0 && !r.Contains(s.NodePort) {
+			return fmt.Errorf("service %s: node port %d is outside the node-port range %s (see --node-port-range)", s.Name, s.NodePort, r)
+		}
 	}
 	return nil
 }

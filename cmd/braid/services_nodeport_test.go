@@ -1,13 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/braid-cni/braid/core/store"
 )
 
-func TestCheckNodePort(t *testing.T) {
+func TestCheckNodePorts(t *testing.T) {
 	for _, tc := range []struct {
 		typ       string
 		port      uint16
@@ -16,20 +17,52 @@ func TestCheckNodePort(t *testing.T) {
 	}{
 		{store.NodePort, 30000, "30000-32767", ""},
 		{store.NodePort, 32767, "30000-32767", ""},
-		{store.NodePort, 29999, "30000-32767", "outside the node-port range 30000-32767"},
+		{store.NodePort, 29999, "30000-32767", "service s: node port 29999 is outside the node-port range 30000-32767"},
 		{store.NodePort, 32768, "30000-32767", "outside"},
 		{store.NodePort, 80, "1-1024", ""},
 		{store.NodePort, 0, "30000-32767", ""}, // missing: the store says so
-		{store.ClusterIP, 80, "30000-32767", ""},
+		{store.ClusterIP, 0, "30000-32767", ""},
 		{store.NodePort, 30080, "32767-30000", "not a port range"},
 		{store.NodePort, 30080, "0-100", "not a port range"},
 		{store.NodePort, 30080, "1-70000", "not a port range"},
 		{store.NodePort, 30080, "30000-32767x", "not a port range"},
+		{store.NodePort, 30080, "1-2-3", "not a port range"},
 		{store.NodePort, 30080, "30000", "not a port range"},
+		{store.ClusterIP, 0, "30000-32767x", "--node-port-range"}, // a bad flag is bad whatever the services
 	} {
-		err := checkNodePort(tc.typ, tc.port, tc.portRange)
+		err := checkNodePorts(tc.portRange, store.Service{Name: "s", Type: tc.typ, NodePort: tc.port})
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
-			t.Errorf("checkNodePort(%s, %d, %q) = %v, want %q", tc.typ, tc.port, tc.portRange, err, tc.err)
+			t.Errorf("checkNodePorts(%q, %s %d) = %v, want %q", tc.portRange, tc.typ, tc.port, err, tc.err)
 		}
+	}
+}
+
+// `braid service apply` checks every NodePort service of the file, not
+// only the first.
+func TestCheckNodePortsEveryService(t *testing.T) {
+	in := store.Service{Name: "in", Type: store.NodePort, NodePort: 30080}
+	out := store.Service{Name: "out", Type: store.NodePort, NodePort: 8080}
+	if err := checkNodePorts(store.DefaultNodePortRange, in, out); err == nil || !strings.Contains(err.Error(), "service out: node port 8080") {
+		t.Errorf("apply with one service outside the range: %v", err)
+	}
+	if err := checkNodePorts("8000-31000", in, out); err != nil {
+		t.Errorf("both inside: %v", err)
+	}
+}
+
+// With etcd, `service add/apply` checks the maps' capacity against the
+// services etcd holds merged with the new ones.
+func TestMergedCapacity(t *testing.T) {
+	have := make([]store.Service, store.MaxNodePorts)
+	for i := range have {
+		have[i] = store.Service{Name: fmt.Sprintf("np%d", i), Type: store.NodePort, NodePort: uint16(1 + i)}
+	}
+	replaced := store.Service{Name: "np0", Type: store.NodePort, NodePort: 9999}
+	if err := store.CheckCapacity(merged(have, []store.Service{replaced})); err != nil {
+		t.Errorf("replacing one of %d NodePort services: %v", store.MaxNodePorts, err)
+	}
+	extra := store.Service{Name: "extra", Type: store.NodePort, NodePort: 9998}
+	if err := store.CheckCapacity(merged(have, []store.Service{extra})); err == nil || !strings.Contains(err.Error(), "dsr's node-port map") {
+		t.Errorf("one NodePort service more than the maps hold: %v", err)
 	}
 }

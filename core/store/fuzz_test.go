@@ -60,7 +60,8 @@ func FuzzService(f *testing.F) {
 			return
 		}
 		if !s.VIP.Is4() || s.Port == 0 || (s.Protocol != TCP && s.Protocol != UDP) || len(s.Backends) > MaxBackends ||
-			(s.Type != ClusterIP && s.Type != NodePort) || (s.Type == NodePort && s.NodePort == 0) {
+			(s.Type != ClusterIP && s.Type != NodePort) || (s.Type == NodePort && s.NodePort == 0) ||
+			(s.Type == ClusterIP && (s.NodePort != 0 || s.ExternalTrafficPolicy != "")) {
 			t.Fatalf("Validate accepted %+v", s)
 		}
 		err := st.Update(func(tx *Tx) error {

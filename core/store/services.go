@@ -2,8 +2,12 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -19,8 +23,20 @@ const (
 	NodePort  = "NodePort"
 )
 
-// MaxBackends bounds one service's backends (the LB maps are sized for it).
-const MaxBackends = 256
+// What the datapath's maps hold; the store refuses more (tested against the
+// maps' sizes in plugins/sock-lb and plugins/dsr).
+const (
+	// MaxBackends bounds one service's backends (the LB maps are sized for it).
+	MaxBackends = 256
+	// MaxServices is sock-lb's service map (lb_services): every service.
+	MaxServices = 1 << 16
+	// MaxTotalBackends is sock-lb's backend map (lb_backends): the
+	// backends of all services together.
+	MaxTotalBackends = 1 << 20
+	// MaxNodePorts is dsr's node-port map (dsr_nodeports), one entry and
+	// one Maglev table per NodePort service.
+	MaxNodePorts = 4096
+)
 
 // Backend is one address:port a service balances to.
 type Backend struct {
@@ -84,6 +100,13 @@ func (s *Service) Validate() error {
 	switch s.Type {
 	case "", ClusterIP:
 		s.Type = ClusterIP
+		// A node port here would serve nothing, yet keep the port from others.
+		if s.NodePort != 0 {
+			return fmt.Errorf("service %s: a ClusterIP service has no node port (%d): give it --type NodePort", s.Name, s.NodePort)
+		}
+		if s.ExternalTrafficPolicy != "" {
+			return fmt.Errorf("service %s: externalTrafficPolicy %q is for NodePort services: give it --type NodePort", s.Name, s.ExternalTrafficPolicy)
+		}
 	case NodePort:
 		if s.NodePort == 0 {
 			return fmt.Errorf("service %s: a NodePort service needs --node-port", s.Name)
@@ -195,7 +218,29 @@ func (t *Tx) PutServices(svcs []Service) ([]Service, error) {
 		have[s.Name] = s
 		out = append(out, s)
 	}
-	return out, nil
+	return out, CheckCapacity(slices.Collect(maps.Values(have)))
+}
+
+// CheckCapacity refuses a node's services (all of them) when the
+// datapath's maps cannot hold them: found when they are stored, not at the
+// next ADD, which would fail for it.
+func CheckCapacity(svcs []Service) error {
+	backends, nodePorts := 0, 0
+	for _, s := range svcs {
+		backends += len(s.Backends)
+		if s.Type == NodePort {
+			nodePorts++
+		}
+	}
+	switch {
+	case len(svcs) > MaxServices:
+		return fmt.Errorf("%d services: at most %d fit in sock-lb's service map", len(svcs), MaxServices)
+	case backends > MaxTotalBackends:
+		return fmt.Errorf("%d backends in all services: at most %d fit in sock-lb's backend map", backends, MaxTotalBackends)
+	case nodePorts > MaxNodePorts:
+		return fmt.Errorf("%d NodePort services: at most %d fit in dsr's node-port map", nodePorts, MaxNodePorts)
+	}
+	return nil
 }
 
 // DeleteService removes the service called name; it reports whether it existed.
@@ -223,4 +268,37 @@ func (s *Service) ProtoNumber() uint8 {
 		return 17
 	}
 	return 6
+}
+
+// DefaultNodePortRange is the node ports dsr serves unless configured
+// otherwise (Kubernetes' default).
+const DefaultNodePortRange = "30000-32767"
+
+// PortRange is the ports First to Last, both included.
+type PortRange struct{ First, Last uint16 }
+
+func (r PortRange) String() string            { return fmt.Sprintf("%d-%d", r.First, r.Last) }
+func (r PortRange) Contains(port uint16) bool { return port >= r.First && port <= r.Last }
+
+// ParsePortRange reads "first-last": two ports 1..65535 in plain decimal
+// (no sign, no leading zero, nothing before or after), first ≤ last; so a
+// range it accepts prints back as it was written.
+func ParsePortRange(s string) (PortRange, error) {
+	first, last, dash := strings.Cut(s, "-")
+	a, errA := parsePort(first)
+	b, errB := parsePort(last)
+	if !dash || errA != nil || errB != nil || a > b {
+		return PortRange{}, fmt.Errorf("%q is not a port range such as %s (first-last, 1..65535)", s, DefaultNodePortRange)
+	}
+	return PortRange{a, b}, nil
+}
+
+var errNotPort = errors.New("not a port")
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 || strconv.FormatUint(n, 10) != s {
+		return 0, errNotPort
+	}
+	return uint16(n), nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,100 @@ func TestPutServicesScales(t *testing.T) {
 	}
 	if n := len(listServices(t, s)); n != 10000 {
 		t.Errorf("%d services stored, want 10000", n)
+	}
+}
+
+// A ClusterIP service with a node port or a traffic policy is refused: the
+// port would serve nothing and keep another service from it.
+func TestClusterIPRefusesNodePortFields(t *testing.T) {
+	s, _ := openTemp(t)
+	withPort := testService("cip", "198.18.100.1:80", TCP)
+	withPort.NodePort = 30080
+	if _, err := putServices(t, s, withPort); err == nil || !strings.Contains(err.Error(), "a ClusterIP service has no node port (30080)") {
+		t.Errorf("ClusterIP with a node port: %v", err)
+	}
+	withPolicy := testService("cip", "198.18.100.1:80", TCP)
+	withPolicy.ExternalTrafficPolicy = "Local"
+	if _, err := putServices(t, s, withPolicy); err == nil || !strings.Contains(err.Error(), `externalTrafficPolicy "Local" is for NodePort services`) {
+		t.Errorf("ClusterIP with a traffic policy: %v", err)
+	}
+	// The port stays free for a NodePort service.
+	np := testService("np", "198.18.100.2:80", TCP)
+	np.Type, np.NodePort, np.ExternalTrafficPolicy = NodePort, 30080, "Local"
+	if _, err := putServices(t, s, np); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// More NodePort services than dsr's maps hold are refused when stored, with
+// the limit named, and the store keeps what it had.
+func TestPutServicesNodePortCapacity(t *testing.T) {
+	s, _ := openTemp(t)
+	var svcs []Service
+	for i := range MaxNodePorts + 1 {
+		x := testService(fmt.Sprintf("np%04d", i), fmt.Sprintf("198.18.%d.%d:80", 100+i/250, 1+i%250), TCP)
+		x.Type, x.NodePort = NodePort, uint16(1+i)
+		svcs = append(svcs, x)
+	}
+	if _, err := putServices(t, s, svcs[:MaxNodePorts]...); err != nil {
+		t.Fatalf("%d NodePort services: %v", MaxNodePorts, err)
+	}
+	_, err := putServices(t, s, svcs[MaxNodePorts])
+	if want := fmt.Sprintf("%d NodePort services: at most %d fit in dsr's node-port map", MaxNodePorts+1, MaxNodePorts); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("one NodePort service too many: %v, want %q", err, want)
+	}
+	if n := len(listServices(t, s)); n != MaxNodePorts {
+		t.Errorf("%d services stored after the refusal, want %d", n, MaxNodePorts)
+	}
+	// A ClusterIP service still fits.
+	if _, err := putServices(t, s, testService("cip", "198.18.99.1:80", TCP)); err != nil {
+		t.Errorf("a ClusterIP service beside %d NodePort services: %v", MaxNodePorts, err)
+	}
+}
+
+// CheckCapacity: the totals of sock-lb's maps (storing 65,537 services or a
+// million backends here would take the test minutes).
+func TestCheckCapacity(t *testing.T) {
+	full := make([]Backend, MaxBackends)
+	for _, tc := range []struct {
+		name             string
+		services, perSvc int
+		want             string
+	}{
+		{"every service map slot", MaxServices, 0, ""},
+		{"one service too many", MaxServices + 1, 0, fmt.Sprintf("%d services: at most %d fit in sock-lb's service map", MaxServices+1, MaxServices)},
+		{"every backend map slot", MaxTotalBackends / MaxBackends, MaxBackends, ""},
+		{"backends past the map", MaxTotalBackends/MaxBackends + 1, MaxBackends,
+			fmt.Sprintf("%d backends in all services: at most %d fit in sock-lb's backend map", MaxTotalBackends+MaxBackends, MaxTotalBackends)},
+	} {
+		svcs := make([]Service, tc.services)
+		for i := range svcs {
+			svcs[i] = Service{Name: strconv.Itoa(i), Backends: full[:tc.perSvc]}
+		}
+		err := CheckCapacity(svcs)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || err.Error() != tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestParsePortRange(t *testing.T) {
+	for _, ok := range []string{"30000-32767", "1-65535", "1-1", "80-80", "8000-9000"} {
+		r, err := ParsePortRange(ok)
+		if err != nil || r.String() != ok {
+			t.Errorf("%q: %v, %v", ok, r, err)
+		}
+	}
+	for _, bad := range []string{"", "-", "30000", "30000-", "-32767", "30000-32767x", "x30000-32767", "1-2-3", "0-1", "1-65536",
+		"32767-30000", "+1-2", "1-+2", "01-2", " 1-2", "1 - 2", "1-2 ", "1_0-20", "0x10-0x20", "-1-2"} {
+		if r, err := ParsePortRange(bad); err == nil {
+			t.Errorf("%q accepted as %v", bad, r)
+		} else if !strings.Contains(err.Error(), "is not a port range such as 30000-32767") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	r, _ := ParsePortRange("30000-32767")
+	if !r.Contains(30000) || !r.Contains(32767) || r.Contains(29999) || r.Contains(32768) {
+		t.Errorf("%v.Contains is wrong at the edges", r)
 	}
 }

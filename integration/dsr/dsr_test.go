@@ -2,11 +2,15 @@ package dsr
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/integration/harness"
 	"github.com/braid-cni/braid/internal/packet"
 )
@@ -384,9 +388,9 @@ func TestForgedOptionFromPod(t *testing.T) {
 	}
 }
 
-// The node-port range: `braid service add` refuses a node port outside
-// --node-port-range; dsr serves only node ports inside its nodePortRange
-// and says which it ignores.
+// The node-port range: `braid service add` and `apply` refuse a node port
+// outside --node-port-range; dsr serves only node ports inside its
+// nodePortRange and says which it ignores.
 func TestNodePortRange(t *testing.T) {
 	t.Parallel()
 	topo := harness.New(t)
@@ -411,12 +415,33 @@ func TestNodePortRange(t *testing.T) {
 	if err := add("high", "30080", "30000-32767"); err != nil {
 		t.Fatal(err)
 	}
+	if err := add("junk", "8081", "8000-9000x"); err == nil || !strings.Contains(err.Error(), "is not a port range") {
+		t.Errorf("--node-port-range 8000-9000x: %v, want refused", err)
+	}
+	// `service apply` checks every NodePort service of its file the same way.
+	svc := store.Service{Name: "applied", VIP: netip.MustParseAddr("198.18.100.11"), Port: 8090, Protocol: store.TCP,
+		Type: store.NodePort, NodePort: 8090, Backends: []store.Backend{{IP: web.IP, Port: backendPort}}}
+	file := filepath.Join(t.TempDir(), "services.json")
+	if raw, err := json.Marshal([]store.Service{svc}); err != nil || os.WriteFile(file, raw, 0o600) != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.TryBraid(t, "service", "apply", "-f", file); err == nil || !strings.Contains(err.Error(), "service applied: node port 8090 is outside the node-port range 30000-32767") {
+		t.Errorf("apply with node port 8090 and the default range: %v, want refused", err)
+	}
+	n.Braid(t, "service", "apply", "-f", file, "--node-port-range", "8000-9000")
+	// A ClusterIP service has no node port to keep from the others.
+	if _, err := n.TryBraid(t, "service", "add", "cip", "--vip", "198.18.100.12", "--port", "80", "--backend", backend,
+		"--node-port", "30081"); err == nil || !strings.Contains(err.Error(), "a ClusterIP service has no node port (30081)") {
+		t.Errorf("ClusterIP service with --node-port: %v, want refused", err)
+	}
 	out, err := ch.Sync(t)
 	if err == nil || !bytes.Contains(out, []byte("node port 30080 is outside nodePortRange 8000-9000")) {
 		t.Errorf("sync with a service outside dsr's range: %v\n%s", err, out)
 	}
-	if a, err := (request{proto: "tcp"}).do(client, netip.AddrPortFrom(n.IP, 8080)); err != nil || a.backend != "web" {
-		t.Errorf("node port 8080, inside nodePortRange: %+v, %v", a, err)
+	for _, port := range []uint16{8080, 8090} {
+		if a, err := (request{proto: "tcp"}).do(client, netip.AddrPortFrom(n.IP, port)); err != nil || a.backend != "web" {
+			t.Errorf("node port %d, inside nodePortRange: %+v, %v", port, a, err)
+		}
 	}
 	if a, err := (request{proto: "tcp", timeout: 500 * time.Millisecond}).do(client, netip.AddrPortFrom(n.IP, 30080)); err == nil {
 		t.Errorf("node port 30080, outside nodePortRange, was served: %+v", a)

@@ -1,15 +1,18 @@
 package socklb
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/integration/harness"
 	"github.com/braid-cni/braid/internal/sockprobe"
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 )
 
 // TestCheckStatusGC: one node, a client and a backend pod. CHECK names a
@@ -150,4 +153,106 @@ func TestCheckStatusGC(t *testing.T) {
 			t.Errorf("sock-lb pins after every pod left: %v, want the %d hooks only", left, len(hooks))
 		}
 	})
+}
+
+// TestAddSyncsServices: a CNI ADD alone, no braid sync, writes the store's
+// services into sock-lb's maps, and the next connect to the VIP is balanced.
+func TestAddSyncsServices(t *testing.T) {
+	n := harness.New(t).AddNode(t)
+	c := n.Conflist(t, "native-lb.conflist", n.SockLB(t, nil))
+	b := serve(t, c.AddPod(t, "b"))
+	apply(t, n, service("web", vipWeb, store.TCP, b.tcp)) // the store only
+	if k := entries(t, n, "lb_services"); k != 0 {
+		t.Fatalf("lb_services has %d entries before any ADD after the service was added", k)
+	}
+	client := c.AddPod(t, "client")
+	if k := entries(t, n, "lb_services"); k != 1 {
+		t.Errorf("lb_services has %d entries after the ADD, want web's", k)
+	}
+	if k := entries(t, n, "lb_backends"); k != 1 {
+		t.Errorf("lb_backends has %d entries after the ADD, want web's one backend", k)
+	}
+	r := one(t, n.Probe(t, client.NS), sockprobe.Request{Op: sockprobe.OpTCP, Dst: vipWeb})
+	if r.Err != "" || r.Reply != "b" || r.Peer != vipWeb {
+		t.Errorf("connect to %s after the ADD: %+v, want b answering as the VIP", vipWeb, r)
+	}
+}
+
+// TestOneProgramPerHook: ADDs (in turn and at once), STATUS and braid sync
+// each reconcile the cgroup hooks; after many, each hook of the cgroup runs
+// exactly one program, the pinned link's (a link attached again instead of
+// updated would leave the old one running beside it).
+func TestOneProgramPerHook(t *testing.T) {
+	n := harness.New(t).AddNode(t)
+	c := n.Conflist(t, "native-lb.conflist", n.SockLB(t, nil), harness.CNIVersion("1.1.0"))
+	for i := range 4 {
+		c.AddPod(t, fmt.Sprintf("p%d", i))
+	}
+	var wg sync.WaitGroup
+	pods := make([]*harness.Pod, 4)
+	for i := range pods {
+		pods[i] = c.NewPod(t, fmt.Sprintf("q%d", i))
+	}
+	errs := make([]error, len(pods))
+	for i, p := range pods {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = p.Add() }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("parallel ADD %s: %v", pods[i].Name, err)
+		}
+	}
+	if err := c.Status(); err != nil {
+		t.Fatalf("STATUS: %v", err)
+	}
+	c.RequireSync(t)
+	cg, err := os.Open(n.Cgroup(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	for h, attach := range map[string]ebpf.AttachType{
+		"connect4": ebpf.AttachCGroupInet4Connect, "sendmsg4": ebpf.AttachCGroupUDP4Sendmsg,
+		"recvmsg4": ebpf.AttachCGroupUDP4Recvmsg, "getpeername4": ebpf.AttachCgroupInet4GetPeername,
+	} {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: attach})
+		if err != nil {
+			t.Fatalf("query %s: %v", h, err)
+		}
+		l, err := link.LoadPinnedLink(n.PinPath(hookPin(h)...), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Programs) != 1 || res.Programs[0].ID != info.Program {
+			t.Errorf("hook %s runs %+v after %d ADDs, STATUS and sync; want only the pinned link's program %d",
+				h, res.Programs, 4+len(pods), info.Program)
+		}
+	}
+}
+
+// entries counts the entries of one of sock-lb's pinned maps.
+func entries(t *testing.T, n *harness.Node, m string) int {
+	t.Helper()
+	pinned, err := ebpf.LoadPinnedMap(n.PinPath(plugin, m), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	var k, v []byte
+	count := 0
+	it := pinned.Iterate()
+	for it.Next(&k, &v) {
+		count++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return count
 }

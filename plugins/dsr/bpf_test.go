@@ -138,16 +138,22 @@ func loadDSR(t testing.TB) *testDP {
 }
 
 // service writes a node port whose whole Maglev table is its backends in
-// turn (or nothing, with none).
+// turn (or no table, with none).
 func (d *testDP) service(t testing.TB, id uint32, port uint16, proto uint8, flags uint32, backends ...netip.AddrPort) {
 	t.Helper()
-	for i := range testTableSize {
-		if len(backends) == 0 {
-			break
+	if len(backends) > 0 {
+		table, err := ebpf.NewMap(tableSpec(testTableSize))
+		if err != nil {
+			t.Fatal(err)
 		}
-		b := backends[i%len(backends)]
-		k := dsrMaglevKey{Id: id, Index: uint32(i)}
-		if err := d.objs.DsrMaglev.Put(k, dsrBackend{Ip: maps.IPv4Word(b.Addr()), Port: maps.Port16(b.Port())}); err != nil {
+		defer table.Close()
+		for i := range testTableSize {
+			b := backends[i%len(backends)]
+			if err := table.Put(uint32(i), dsrAddrPort{Ip: maps.IPv4Word(b.Addr()), Port: maps.Port16(b.Port())}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.objs.DsrMaglev.Put(id, table); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,9 +289,9 @@ func requireOption(t *testing.T, f *packet.Frame, in *packet.Frame, opt []byte) 
 	}
 }
 
-func (d *testDP) flow(t *testing.T, key dsrFlowKey) (dsrSvcAddr, bool) {
+func (d *testDP) flow(t *testing.T, key dsrFlowKey) (dsrAddrPort, bool) {
 	t.Helper()
-	var v dsrSvcAddr
+	var v dsrAddrPort
 	err := d.objs.DsrFlows.Lookup(key, &v)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return v, false
@@ -301,8 +307,8 @@ func flowKey(c, backend netip.AddrPort, proto uint8) dsrFlowKey {
 		ClientPort: maps.Port16(c.Port()), BackendPort: maps.Port16(backend.Port()), Proto: proto}
 }
 
-func svcAddr(a netip.AddrPort) dsrSvcAddr {
-	return dsrSvcAddr{Ip: maps.IPv4Word(a.Addr()), Port: maps.Port16(a.Port())}
+func svcAddr(a netip.AddrPort) dsrAddrPort {
+	return dsrAddrPort{Ip: maps.IPv4Word(a.Addr()), Port: maps.Port16(a.Port())}
 }
 
 // The entry node in native mode: a TCP SYN to the node port of a service
@@ -631,7 +637,7 @@ func TestNodePortRefuses(t *testing.T) {
 	d.run(t, runHere, d.objs.FromNetdev, tcpFrame(client, netip.MustParseAddrPort("198.18.0.9:30080"), packet.SYN, nil, nil), skbContext{}, verdictNext, ctrPass)
 }
 
-// Every node builds the same table (writeTable, as Reconcile does) and
+// Every node builds the same table (syncNodePorts, as Reconcile does) and
 // hashes only what the flow keeps whichever node it enters: the same client
 // address and port reach the same backend through node 1, 2 or 3.
 func TestSameBackendWhicheverEntry(t *testing.T) {
@@ -640,16 +646,7 @@ func TestSameBackendWhicheverEntry(t *testing.T) {
 		netip.MustParseAddrPort("198.19.1.7:8080"), netip.MustParseAddrPort("198.19.2.7:8080"),
 		netip.MustParseAddrPort("198.19.3.7:8080"), netip.MustParseAddrPort("198.19.3.8:8080"),
 	}
-	dp := &datapath{conf: &NetConf{MaglevTableSize: 251}, objs: d.objs}
-	np := nodePort{svc: testService(11, 31000, backends)}
-	np.backends = np.svc.Backends
-	if err := dp.writeTable(np); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.objs.DsrNodeports.Put(dsrNodeportKey{Port: maps.Port16(31000), Proto: packet.ProtoTCP},
-		dsrNodeportSvc{Id: 11, Count: 4, TableSize: 251}); err != nil {
-		t.Fatal(err)
-	}
+	d.sync(t, syncer(t, d, 251), testService(11, 31000, backends))
 	seen := map[netip.AddrPort]int{}
 	for port := uint16(40000); port < 40064; port++ {
 		c := netip.AddrPortFrom(client.Addr(), port)

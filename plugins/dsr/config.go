@@ -1,11 +1,10 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/config"
 	"github.com/braid-cni/braid/core/maglev"
+	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/cni/pkg/types"
 )
 
@@ -29,11 +28,11 @@ type NetConf struct {
 	// MaglevTableSize is the per-service lookup table size, a prime.
 	MaglevTableSize int `json:"maglevTableSize,omitempty"`
 
-	portLo, portHi uint16
+	portRange store.PortRange
 }
 
 func parseConfig(stdin []byte) (*NetConf, error) {
-	conf := &NetConf{Mode: modeDSR, NodePortRange: "30000-32767", MaglevTableSize: maglev.DefaultSize}
+	conf := &NetConf{Mode: modeDSR, NodePortRange: store.DefaultNodePortRange, MaglevTableSize: maglev.DefaultSize}
 	if err := config.Parse(stdin, pluginName, conf); err != nil {
 		return nil, err
 	}
@@ -43,22 +42,12 @@ func parseConfig(stdin []byte) (*NetConf, error) {
 	if len(conf.OverlayDevice) > 15 {
 		return nil, cnierr.Invalid("overlayDevice", "%q is longer than 15 characters", conf.OverlayDevice)
 	}
-	lo, hi, err := ParsePortRange(conf.NodePortRange)
-	if err != nil {
+	var err error
+	if conf.portRange, err = store.ParsePortRange(conf.NodePortRange); err != nil {
 		return nil, cnierr.Invalid("nodePortRange", "%v", err)
 	}
-	conf.portLo, conf.portHi = lo, hi
 	if !maglev.IsPrime(conf.MaglevTableSize) || conf.MaglevTableSize > 65521 {
 		return nil, cnierr.Invalid("maglevTableSize", "%d must be a prime up to 65521 (e.g. 251, 1021, 16381)", conf.MaglevTableSize)
 	}
 	return conf, nil
-}
-
-// ParsePortRange parses "first-last".
-func ParsePortRange(s string) (lo, hi uint16, err error) {
-	var a, b int
-	if _, err := fmt.Sscanf(s, "%d-%d", &a, &b); err != nil || a < 1 || b > 65535 || a > b {
-		return 0, 0, fmt.Errorf("%q is not a port range such as 30000-32767", s)
-	}
-	return uint16(a), uint16(b), nil
 }

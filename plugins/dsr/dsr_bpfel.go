@@ -13,7 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type dsrBackend struct {
+type dsrAddrPort struct {
 	_    structs.HostLayout
 	Ip   uint32
 	Port uint16
@@ -47,12 +47,6 @@ type dsrFlowKey struct {
 	Pad         [3]uint8
 }
 
-type dsrMaglevKey struct {
-	_     structs.HostLayout
-	Id    uint32
-	Index uint32
-}
-
 type dsrNodeportKey struct {
 	_     structs.HostLayout
 	Port  uint16
@@ -82,13 +76,6 @@ type dsrSnatRevKey struct {
 	SnatPort    uint16
 	Proto       uint8
 	Pad         [3]uint8
-}
-
-type dsrSvcAddr struct {
-	_    structs.HostLayout
-	Ip   uint32
-	Port uint16
-	Pad  uint16
 }
 
 // Names of all BPF objects in the ELF.

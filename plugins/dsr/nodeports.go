@@ -1,14 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/braid-cni/braid/core/chained"
-	"github.com/braid-cni/braid/core/maglev"
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
+	"github.com/cilium/ebpf"
 )
 
 const svcLocal = 1 // SVC_LOCAL in bpf/dsr.c
@@ -21,114 +23,143 @@ type nodePort struct {
 }
 
 // nodePorts lists the NodePort services this node serves, keyed as the
-// program looks them up. Local policy keeps only this node's backends.
+// program looks them up, and says which it cannot serve: outside
+// nodePortRange, or past what the node-port map holds (the store refuses
+// that many; an older store may have them).
 func (d *datapath) nodePorts(c chained.Cluster) (map[dsrNodeportKey]nodePort, []string) {
 	out := map[dsrNodeportKey]nodePort{}
-	var problems []string
+	var problems, unserved []string
+	room := int(d.objs.DsrNodeports.MaxEntries())
 	for _, s := range c.Services {
-		if s.Type != store.NodePort {
-			continue
-		}
-		if s.NodePort < d.conf.portLo || s.NodePort > d.conf.portHi {
+		switch {
+		case s.Type != store.NodePort:
+		case !d.conf.portRange.Contains(s.NodePort):
 			problems = append(problems, fmt.Sprintf("service %s: node port %d is outside nodePortRange %s", s.Name, s.NodePort, d.conf.NodePortRange))
-			continue
+		case len(out) == room:
+			unserved = append(unserved, s.Name)
+		default:
+			out[dsrNodeportKey{Port: maps.Port16(s.NodePort), Proto: s.ProtoNumber()}] = d.nodePort(c, s)
 		}
-		np := nodePort{svc: s, backends: s.Backends}
-		np.entry = dsrNodeportSvc{Id: s.ID, TableSize: uint32(d.conf.MaglevTableSize)}
-		if s.ExternalTrafficPolicy == "Local" {
-			np.entry.Flags = svcLocal
-			np.backends = slices.DeleteFunc(slices.Clone(s.Backends), func(b store.Backend) bool { return !c.Node.PodCIDR.Contains(b.IP) })
-		}
-		np.entry.Count = uint32(len(np.backends))
-		out[dsrNodeportKey{Port: maps.Port16(s.NodePort), Proto: s.ProtoNumber()}] = np
+	}
+	if len(unserved) > 0 {
+		problems = append(problems, fmt.Sprintf("%d NodePort services are more than dsr's maps hold (%d): not served: %s",
+			room+len(unserved), room, abbreviate(unserved)))
 	}
 	return out, problems
 }
 
-// syncNodePorts writes each service's Maglev table before its node-port
-// entry, then removes what the store no longer has.
+// nodePort is s as this node serves it: Local policy keeps only this
+// node's backends.
+func (d *datapath) nodePort(c chained.Cluster, s store.Service) nodePort {
+	np := nodePort{svc: s, backends: s.Backends}
+	np.entry = dsrNodeportSvc{Id: s.ID, TableSize: uint32(d.conf.MaglevTableSize)}
+	if s.ExternalTrafficPolicy == "Local" {
+		np.entry.Flags = svcLocal
+		np.backends = slices.DeleteFunc(slices.Clone(s.Backends), func(b store.Backend) bool { return !c.Node.PodCIDR.Contains(b.IP) })
+	}
+	np.entry.Count = uint32(len(np.backends))
+	return np
+}
+
+// syncNodePorts writes each service's Maglev table and node-port entry,
+// after removing those of services no longer served (at full maps, a new
+// service needs the room of one that went). A table goes in before the
+// entry that uses it, but one that shrinks (a smaller table size) after
+// its entry says so: an entry never gives more slots than its table has.
 func (d *datapath) syncNodePorts(c chained.Cluster, r *plugin.Report) error {
 	want, problems := d.nodePorts(c)
 	for _, p := range problems {
 		r.Problem("%s", p)
 	}
-	keep := map[dsrNodeportKey]dsrNodeportSvc{}
+	if err := d.dropStale(want, r); err != nil {
+		return err
+	}
+	before, after := d.tableSwap(), d.tableSwap()
+	defer before.close()
+	defer after.close()
 	tables := map[uint32]bool{}
+	var built []string
 	for k, np := range want {
-		if err := d.writeTable(np); err != nil {
+		t, err := d.buildTable(np)
+		if err != nil {
 			return err
 		}
+		if t != nil {
+			built = append(built, np.svc.Name)
+			if d.shrinks(k, np) {
+				after.add(np.svc.ID, t, false)
+			} else if err := before.add(np.svc.ID, t, true); err != nil {
+				return err
+			}
+		}
+		tables[np.svc.ID] = len(np.backends) > 0
+	}
+	if err := before.flush(); err != nil {
+		return err
+	}
+	for k, np := range want {
 		changed, err := maps.PutIfChanged(d.objs.DsrNodeports, k, np.entry)
 		if err != nil {
-			return fmt.Errorf("node-port map: %w", err)
+			return fmt.Errorf("node-port map: service %s: %w", np.svc.Name, err)
 		}
 		if changed {
 			r.Changed("node port %d/%s (service %s) -> %d backends", np.svc.NodePort, np.svc.Protocol, np.svc.Name, len(np.backends))
 		}
-		keep[k] = np.entry
-		tables[np.svc.ID] = true
 	}
-	removed, err := maps.DeleteExcept(d.objs.DsrNodeports, keep)
-	if err != nil {
+	if err := after.flush(); err != nil {
 		return err
 	}
-	for _, k := range removed {
-		r.Changed("node port %d removed", maps.Unport16(k.Port))
+	if len(built) > 0 {
+		slices.Sort(built)
+		r.Changed("maglev tables built: %s", abbreviate(built))
 	}
+	// Now that no entry uses them: the old tables of services whose id
+	// changed, and of those left with no backend.
 	return d.dropTables(tables)
 }
 
-// writeTable builds the service's Maglev table and writes the entries that
-// differ from what the map holds.
-func (d *datapath) writeTable(np nodePort) error {
-	names := make([]string, len(np.backends))
-	byName := map[string]store.Backend{}
-	for i, b := range np.backends {
-		names[i] = b.String()
-		byName[names[i]] = b
-	}
-	table, sorted, err := maglev.Build(names, d.conf.MaglevTableSize)
-	if err != nil {
-		return fmt.Errorf("service %s: %w", np.svc.Name, err)
-	}
-	var keys []dsrMaglevKey
-	var vals []dsrBackend
-	for i, idx := range table {
-		b := byName[sorted[idx]]
-		k := dsrMaglevKey{Id: np.svc.ID, Index: uint32(i)}
-		v := dsrBackend{Ip: maps.IPv4Word(b.IP), Port: maps.Port16(b.Port)}
-		var have dsrBackend
-		if d.objs.DsrMaglev.Lookup(k, &have) == nil && have == v {
-			continue
-		}
-		keys, vals = append(keys, k), append(vals, v)
-	}
-	if len(keys) == 0 {
-		return nil
-	}
-	if _, err := d.objs.DsrMaglev.BatchUpdate(keys, vals, nil); err != nil {
-		return fmt.Errorf("service %s: maglev table: %w", np.svc.Name, err)
-	}
-	return nil
+// shrinks: the service's entry has a larger table size than np's.
+func (d *datapath) shrinks(k dsrNodeportKey, np nodePort) bool {
+	var have dsrNodeportSvc
+	return d.objs.DsrNodeports.Lookup(k, &have) == nil && have.Id == np.entry.Id &&
+		have.Count > 0 && np.entry.TableSize < have.TableSize
 }
 
-// dropTables removes Maglev entries of services no longer served.
-func (d *datapath) dropTables(keep map[uint32]bool) error {
-	var k dsrMaglevKey
-	var v dsrBackend
-	var stale []dsrMaglevKey
-	it := d.objs.DsrMaglev.Iterate()
+// dropStale removes the node-port entries not in want, then the tables that
+// neither a remaining entry nor want uses.
+func (d *datapath) dropStale(want map[dsrNodeportKey]nodePort, r *plugin.Report) error {
+	used := map[uint32]bool{}
+	for _, np := range want {
+		used[np.svc.ID] = true
+	}
+	var k dsrNodeportKey
+	var v dsrNodeportSvc
+	var stale []dsrNodeportKey
+	it := d.objs.DsrNodeports.Iterate()
 	for it.Next(&k, &v) {
-		if !keep[k.Id] {
+		if _, ok := want[k]; ok {
+			used[v.Id] = true
+		} else {
 			stale = append(stale, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return err
+		return fmt.Errorf("node-port map: %w", err)
 	}
-	if len(stale) == 0 {
-		return nil
+	for _, k := range stale {
+		if err := d.objs.DsrNodeports.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("node-port map: %w", err)
+		}
+		r.Changed("node port %d removed", maps.Unport16(k.Port))
 	}
-	_, err := d.objs.DsrMaglev.BatchDelete(stale, nil)
-	return err
+	return d.dropTables(used)
+}
+
+// abbreviate lists names, the first few of many.
+func abbreviate(names []string) string {
+	const shown = 5
+	if len(names) <= shown {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:shown], ", "), len(names)-shown)
 }
