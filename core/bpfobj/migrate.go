@@ -87,8 +87,12 @@ func migrateMap(old *ebpf.Map, spec *ebpf.MapSpec, pin string) (Migration, error
 // maps (counters) start afresh: their values are per-boot statistics.
 func copyable(old *ebpf.Map, spec *ebpf.MapSpec) bool {
 	return old.Type() == spec.Type && old.KeySize() == spec.KeySize &&
-		!perCPU(old.Type())
+		!perCPU(old.Type()) && !ofMaps(old.Type())
 }
+
+// ofMaps: a map of maps reads back inner map ids but is written with file
+// descriptors, so its values cannot be copied; its owner rebuilds it.
+func ofMaps(t ebpf.MapType) bool { return t == ebpf.ArrayOfMaps || t == ebpf.HashOfMaps }
 
 func copyEntries(old, m *ebpf.Map, spec *ebpf.MapSpec) (int, error) {
 	key := make([]byte, old.KeySize())

@@ -127,3 +127,32 @@ func TestMigrateReplacesPinAtomically(t *testing.T) {
 		t.Errorf("pinned map: %d entries max, key 1 = %d", m.MaxEntries(), v)
 	}
 }
+
+// A map of maps reads back inner map ids, not descriptors: a grown one is
+// replaced empty (its owner rebuilds the inner maps), never copied.
+func TestMigrateMapOfMapsWipes(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.BPFFS(t)
+	inner := &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 2}
+	old := &ebpf.MapSpec{Name: "m", Type: ebpf.HashOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 4,
+		Pinning: ebpf.PinByName, InnerMap: inner}
+	m, err := ebpf.NewMapWithOptions(old, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ebpf.NewMap(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Put(uint32(1), in); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	m.Close()
+	grown := old.Copy()
+	grown.MaxEntries = 8
+	done, err := migrate(&ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": grown}}, dir)
+	if err != nil || len(done) != 1 || !done[0].Wiped {
+		t.Fatalf("migrations %+v, err %v; want m wiped", done, err)
+	}
+}

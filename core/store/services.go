@@ -225,20 +225,43 @@ func (t *Tx) PutServices(svcs []Service) ([]Service, error) {
 // datapath's maps cannot hold them: found when they are stored, not at the
 // next ADD, which would fail for it.
 func CheckCapacity(svcs []Service) error {
-	backends, nodePorts := 0, 0
+	var c capacity
 	for _, s := range svcs {
-		backends += len(s.Backends)
-		if s.Type == NodePort {
-			nodePorts++
-		}
+		c.count(s)
 	}
+	return c.check()
+}
+
+// capacity is what services take of sock-lb's and dsr's maps.
+type capacity struct{ services, backends, nodePorts int }
+
+func (c *capacity) count(s Service) {
+	c.services++
+	c.backends += len(s.Backends)
+	if s.Type == NodePort {
+		c.nodePorts++
+	}
+}
+
+// fits counts s if the maps still hold it with it, and says why not if not.
+func (c *capacity) fits(s Service) error {
+	next := *c
+	next.count(s)
+	if err := next.check(); err != nil {
+		return fmt.Errorf("service %s does not fit: %w", s.Name, err)
+	}
+	*c = next
+	return nil
+}
+
+func (c capacity) check() error {
 	switch {
-	case len(svcs) > MaxServices:
-		return fmt.Errorf("%d services: at most %d fit in sock-lb's service map", len(svcs), MaxServices)
-	case backends > MaxTotalBackends:
-		return fmt.Errorf("%d backends in all services: at most %d fit in sock-lb's backend map", backends, MaxTotalBackends)
-	case nodePorts > MaxNodePorts:
-		return fmt.Errorf("%d NodePort services: at most %d fit in dsr's node-port map", nodePorts, MaxNodePorts)
+	case c.services > MaxServices:
+		return fmt.Errorf("%d services: at most %d fit in sock-lb's service map", c.services, MaxServices)
+	case c.backends > MaxTotalBackends:
+		return fmt.Errorf("%d backends in all services: at most %d fit in sock-lb's backend map", c.backends, MaxTotalBackends)
+	case c.nodePorts > MaxNodePorts:
+		return fmt.Errorf("%d NodePort services: at most %d fit in dsr's node-port map", c.nodePorts, MaxNodePorts)
 	}
 	return nil
 }

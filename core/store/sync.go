@@ -96,6 +96,7 @@ func (t *Tx) SyncServices(want []Service) (SyncResult, error) {
 	addrs, nodePorts := map[addr]string{}, map[addr]string{}
 	keep := map[string]bool{}
 	var ok []Service
+	var used capacity // beyond the maps' capacity, the rest is skipped, not every ADD failed
 	for _, s := range want {
 		if err := s.Validate(); err != nil {
 			res.Skipped = append(res.Skipped, err.Error())
@@ -113,6 +114,10 @@ func (t *Tx) SyncServices(want []Service) (SyncResult, error) {
 		np := addr{"", s.NodePort, s.Protocol}
 		if o, dup := nodePorts[np]; dup && s.NodePort != 0 {
 			res.Skipped = append(res.Skipped, fmt.Sprintf("service %s: node port %d/%s is already service %s's", s.Name, s.NodePort, s.Protocol, o))
+			continue
+		}
+		if err := used.fits(s); err != nil {
+			res.Skipped = append(res.Skipped, err.Error())
 			continue
 		}
 		addrs[a], keep[s.Name] = s.Name, true

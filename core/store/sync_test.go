@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -108,5 +109,29 @@ func TestSyncServicesKeepsIDsAndSkipsConflicts(t *testing.T) {
 	})
 	if len(res.Skipped) != 2 || !strings.Contains(res.Skipped[1], "already service aaa's") {
 		t.Errorf("skipped = %q, want broken and web (aaa has its address)", res.Skipped)
+	}
+}
+
+// The agent's path skips what the datapath's maps cannot hold (reporting
+// it) instead of storing it and failing every later ADD.
+func TestSyncServicesSkipsBeyondCapacity(t *testing.T) {
+	s, _ := openTemp(t)
+	var want []Service
+	for i := range MaxNodePorts + 1 {
+		np := svc(fmt.Sprintf("np%05d", i), fmt.Sprintf("198.18.%d.%d", 100+i/250, 1+i%250), 80, "198.19.1.2:8080")
+		np.Type, np.NodePort = NodePort, uint16(1+i)
+		want = append(want, np)
+	}
+	var res SyncResult
+	if err := s.Update(func(tx *Tx) (err error) { res, err = tx.SyncServices(want); return }); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0], "np04096 does not fit") || !strings.Contains(res.Skipped[0], "node-port map") {
+		t.Errorf("skipped %q, want np04096 refused for the node-port map", res.Skipped)
+	}
+	var got []Service
+	s.View(func(tx *Tx) (err error) { got, err = tx.Services(); return })
+	if len(got) != MaxNodePorts {
+		t.Errorf("%d services stored, want %d", len(got), MaxNodePorts)
 	}
 }
