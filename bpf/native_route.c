@@ -12,7 +12,8 @@
  *     resolved yet). Anything the lookup cannot answer (local, fragmentation
  *     needed, no route...) goes on with TCX_NEXT, to the stack.
  *   from_netdev (tcx ingress of the node device): a packet for a pod on this
- *     node goes straight into its netns with bpf_redirect_peer.
+ *     node goes straight into its netns with bpf_redirect_peer; an IPv4
+ *     header that lies about its lengths is dropped.
  */
 
 #include "braid.h"
@@ -35,13 +36,14 @@ struct {
 
 /* Counter indices; mirrored in plugins/native-route/counters.go. */
 enum {
-	CNT_FIB_REDIRECT       = 0,
-	CNT_FIB_REDIRECT_NEIGH = 1,
-	CNT_PASS_NEXT          = 2,
-	CNT_FIB_TO_STACK       = 3,
-	CNT_NETDEV_DELIVER     = 4,
-	CNT_NETDEV_PASS        = 5,
-	CNT_DROP_REWRITE       = 6,
+	CNT_FIB_REDIRECT          = 0,
+	CNT_FIB_REDIRECT_NEIGH    = 1,
+	CNT_PASS_NEXT             = 2,
+	CNT_FIB_TO_STACK          = 3,
+	CNT_NETDEV_DELIVER        = 4,
+	CNT_NETDEV_PASS           = 5,
+	CNT_DROP_REWRITE          = 6,
+	CNT_DROP_NETDEV_MALFORMED = 7,
 };
 
 __inline __u32 device_ifindex(void)
@@ -106,14 +108,26 @@ int from_container(struct __sk_buff *skb)
 	return bpf_redirect(fib.ifindex, 0);
 }
 
+/* says_ipv4 reports whether the frame's EtherType is IPv4. */
+__inline bool says_ipv4(struct __sk_buff *skb)
+{
+	struct ethhdr *eth = eth_hdr(skb);
+
+	return eth && eth->h_proto == bpf_htons(ETH_P_IP);
+}
+
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
 	struct endpoint_info *ep;
-	/* Delivery skips the stack's checks: a header that lies about its
-	 * lengths goes to the stack instead, which drops it. */
+	/* Delivery skips the stack's checks, so the header's lengths must
+	 * add up; one that lies is dropped here, as the stack would. */
 	struct iphdr *ip = ipv4_hdr_checked(skb);
 
+	if (!ip && says_ipv4(skb)) {
+		count(CNT_DROP_NETDEV_MALFORMED);
+		return TC_ACT_SHOT;
+	}
 	/* A TTL that expires here is the stack's to answer (ICMP time exceeded). */
 	if (!ip || ip->ttl <= 1 || !(ep = endpoint_lookup(ip->daddr))) {
 		count(CNT_NETDEV_PASS);

@@ -39,7 +39,7 @@ func (n *Node) Cgroup(t testing.TB) string {
 	t.Helper()
 	root := testenv.Cgroup2()
 	if root == "" {
-		unavailable(t, "sock-lb tests need a cgroup v2 mount (/sys/fs/cgroup/unified or /sys/fs/cgroup)")
+		testenv.Unavailable(t, "sock-lb tests need a cgroup v2 mount (/sys/fs/cgroup/unified or /sys/fs/cgroup)")
 	}
 	topoDir := filepath.Join(root, cgroupPrefix+n.topo.Name)
 	if _, loaded := cgroupsMade.LoadOrStore(topoDir, true); !loaded {
@@ -48,7 +48,7 @@ func (n *Node) Cgroup(t testing.TB) string {
 		}
 		if err := os.Mkdir(topoDir, 0o755); err != nil {
 			cgroupsMade.Delete(topoDir)
-			unavailable(t, "cannot make cgroup %s: %v", topoDir, err)
+			testenv.Unavailable(t, "cannot make cgroup %s: %v", topoDir, err)
 		}
 		t.Cleanup(func() {
 			cgroupsMade.Delete(topoDir)

@@ -7,29 +7,23 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/braid-cni/braid/internal/testenv"
 )
 
 // RequireRoot skips t unless it runs as root with the given programs on
-// PATH. Under CI=true it fails instead: a CI run must never pass by
-// skipping its integration suites.
+// PATH. Under CI (testenv.InCI) it fails instead: a CI run must never pass
+// by skipping its integration suites.
 func RequireRoot(t testing.TB, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		unavailable(t, "integration tests need root (they create network namespaces and mount bpffs)")
+		testenv.Unavailable(t, "integration tests need root (they create network namespaces and mount bpffs)")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			unavailable(t, "integration tests need %s on PATH (make deps installs it)", tool)
+			testenv.Unavailable(t, "integration tests need %s on PATH (make deps installs it)", tool)
 		}
 	}
-}
-
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }
 
 // Repo is the braid repository root: the plugins are taken from Repo/bin and
@@ -72,6 +66,6 @@ func requireBinary(t testing.TB, name string) string {
 			return p
 		}
 	}
-	unavailable(t, "%s is not built: run `make build deps` first", name)
+	testenv.Unavailable(t, "%s is not built: run `make build deps` first", name)
 	return ""
 }

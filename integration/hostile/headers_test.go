@@ -108,7 +108,8 @@ func TestLyingHeaders(t *testing.T) {
 // TestLyingHeadersFromUnderlay: in native routing, a host on the underlay
 // sends the same lies to a pod, at the node's MAC: the node's device
 // program delivers straight into pods, bypassing the checks the node's
-// stack would have made, so it must make them itself.
+// stack would have made, so it makes them itself: each lie is dropped and
+// counted (drop_netdev_malformed), and the victim's stack sees nothing.
 func TestLyingHeadersFromUnderlay(t *testing.T) {
 	cl := twoNodes(t, "native.conflist")
 	// The kernel's bridge validates IPv4 headers for netfilter (on by
@@ -124,13 +125,20 @@ func TestLyingHeadersFromUnderlay(t *testing.T) {
 	src := host.IP
 	honest := packet.Ethernet(nodeMAC, hostMAC, packet.EtherTypeIPv4,
 		packet.IPv4Packet(src, dst.Addr(), packet.ProtoUDP, packet.UDP(src, dst.Addr(), 40000, dst.Port(), []byte("honest"))))
+	dropped := 0
 	for _, l := range lies {
 		t.Run(l.name, func(t *testing.T) {
-			stack := ipStats(t, victim.NS)
+			before, stack := cl.n1.CounterSet(t, "native-route"), ipStats(t, victim.NS)
 			if err := host.SendRaw(harness.NodeDevice, l.apply(honest)); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(200 * time.Millisecond)
+			if d := waitCounter(t, cl.n1, "native-route", before, "drop_netdev_malformed", 1); d != 1 {
+				t.Errorf("drop_netdev_malformed rose by %d, want 1 (%s)", d,
+					harness.FormatDeltas(cl.n1.CounterSet(t, "native-route").Since(before)))
+			} else {
+				dropped++
+			}
+			time.Sleep(100 * time.Millisecond)
 			if got := ipStats(t, victim.NS); got["InReceives"] != stack["InReceives"] {
 				t.Errorf("the victim's stack received %d packets (header errors: %d)",
 					got["InReceives"]-stack["InReceives"], got["InHdrErrors"]-stack["InHdrErrors"])
@@ -143,6 +151,8 @@ func TestLyingHeadersFromUnderlay(t *testing.T) {
 			}
 		})
 	}
+	t.Logf("FIGURE lying headers from the underlay: %d kinds sent to a pod at the node's MAC: %d dropped and counted by from_netdev, none reached the pod's stack",
+		len(lies), dropped)
 }
 
 // harnessHost is a plain host on the underlay subnet, which the nodes

@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/braid-cni/braid/integration/harness"
 	"github.com/braid-cni/braid/internal/packet"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,7 +52,8 @@ func seed(t *testing.T) uint64 {
 // honest frame (to a pod on its node, a pod on the other node, the node,
 // ARP) damaged at random. Whatever reaches the two victim pods must come
 // from the attacker's own address with an IPv4 header whose lengths add up;
-// afterwards everything works as before.
+// every frame gets exactly one verdict of veth-ebpf's from_container (see
+// requireEveryFrameCounted); afterwards everything works as before.
 func TestRandomFramesFromPod(t *testing.T) {
 	n := envInt(t, "BRAID_HOSTILE_FRAMES", 3000)
 	rng := rand.New(rand.NewPCG(seed(t), 2))
@@ -70,6 +73,8 @@ func TestRandomFramesFromPod(t *testing.T) {
 			packet.TCP(attacker.IP, near.IP, 40000, nearAddr.Port(), packet.SYN, 1, 0, nil))),
 	}
 	sniffers := map[string]*harness.Sniffer{"near": near.Sniff(t, near.IfName), "far": far.Sniff(t, far.IfName)}
+	senders := []*harness.Pod{attacker, near} // the pods behind node 1's veth-ebpf
+	txBefore := txPackets(t, senders)
 	before := cl.n1.CounterSet(t, "veth-ebpf")
 	frames := make([][]byte, n)
 	for i := range frames {
@@ -101,11 +106,103 @@ func TestRandomFramesFromPod(t *testing.T) {
 			}
 		}
 	}
+	unseen := 0
+	for _, f := range frames {
+		if droppedBeforeTC(f) {
+			unseen++
+		}
+	}
+	handed := requireEveryFrameCounted(t, cl.n1, senders, txBefore, before, uint64(unseen))
+	if handed[0] < uint64(n) {
+		t.Errorf("the attacker's interface handed on %d frames, fewer than the %d sent", handed[0], n)
+	}
 	seen := cl.n1.CounterSet(t, "veth-ebpf").Since(before)
 	pingBoth(t, attacker, near)
 	pingBoth(t, attacker, far)
-	t.Logf("FIGURE random frames from a pod: %d sent; %d frames reached the victims, all IPv4 from the attacker's address with sane headers; veth-ebpf counted %s",
-		n, delivered, harness.FormatDeltas(seen))
+	t.Logf("FIGURE random frames from a pod: %d sent; %d frames reached the victims, all IPv4 from the attacker's address with sane headers; "+
+		"the pods' interfaces handed node 1 %d frames (attacker %d, near %d: their stacks' own replies and ARP included), "+
+		"%d short VLAN frames dropped by the kernel before tc, every other one given one verdict by from_container: veth-ebpf counted %s",
+		n, delivered, handed[0]+handed[1], handed[0], handed[1], unseen, harness.FormatDeltas(seen))
+}
+
+// droppedBeforeTC reports whether the host side's kernel drops frame
+// before any tc program: skb_vlan_untag (in __netif_receive_skb_core)
+// pulls a VLAN tag (802.1Q or 802.1ad) and the 2 bytes after it, and frees
+// a frame too short for that, uncounted. A VLAN frame it can untag reaches
+// the program, tag stripped.
+func droppedBeforeTC(frame []byte) bool {
+	et := binary.BigEndian.Uint16(frame[12:])
+	return (et == 0x8100 || et == 0x88a8) && len(frame) < 14+4+2
+}
+
+// fromPodVerdicts are the counters of veth-ebpf's from_container: it adds
+// one to exactly one of them for each frame a pod's interface hands to the
+// host side. to_container counts drop_malformed too, but only for frames
+// of the node's stack, which builds no malformed IPv4 header.
+var fromPodVerdicts = []string{"redirect_peer", "pass_next", "drop_spoof_ip", "drop_spoof_mac", "drop_spoof_arp", "drop_proto", "drop_malformed"}
+
+// requireEveryFrameCounted checks that, since txBefore and before,
+// from_container's verdicts on n rose by as many frames as the pods (all
+// those behind n's veth-ebpf) handed to their host side, less the unseen
+// ones the host side's kernel drops before tc (droppedBeforeTC): no frame
+// escaped a verdict and none was counted twice. What the pods' interfaces
+// count (tx_packets) is what crossed to the host side; a frame the
+// sender's kernel refused or dropped before (tx_dropped, reported) never
+// reached the program and is not counted. It returns each pod's frames
+// handed on.
+func requireEveryFrameCounted(t *testing.T, n *harness.Node, pods []*harness.Pod, txBefore []linkTx, before harness.CounterSet, unseen uint64) []uint64 {
+	t.Helper()
+	var handed []uint64
+	var verdicts, total uint64
+	// Counted in softirq, on either CPU: wait for the last verdicts.
+	for end := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		tx := txPackets(t, pods)
+		now := n.CounterSet(t, "veth-ebpf")
+		handed, verdicts, total = make([]uint64, len(pods)), 0, 0
+		for i := range pods {
+			handed[i] = tx[i].packets - txBefore[i].packets
+			total += handed[i]
+			if d := tx[i].dropped - txBefore[i].dropped; d > 0 {
+				t.Logf("%s's interface dropped %d frames before the host side", pods[i].Name, d)
+			}
+		}
+		for _, name := range fromPodVerdicts {
+			verdicts += now.Delta(t, before, name)
+		}
+		if verdicts+unseen == total || time.Now().After(end) {
+			break
+		}
+	}
+	if verdicts+unseen != total {
+		t.Errorf("the pods' interfaces handed on %d frames (%d of them dropped before tc), from_container counted %d verdicts",
+			total, unseen, verdicts)
+	}
+	return handed
+}
+
+// linkTx are an interface's transmit counters.
+type linkTx struct{ packets, dropped uint64 }
+
+// txPackets reads each pod's interface's transmit counters.
+func txPackets(t *testing.T, pods []*harness.Pod) []linkTx {
+	t.Helper()
+	out := make([]linkTx, len(pods))
+	for i, p := range pods {
+		err := p.NS.Do(func() error {
+			l, err := netlink.LinkByName(p.IfName)
+			if err != nil {
+				return err
+			}
+			if s := l.Attrs().Statistics; s != nil {
+				out[i] = linkTx{s.TxPackets, s.TxDropped}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+	}
+	return out
 }
 
 // TestRandomVXLANFromPeer: node 2 (a known peer, so its datagrams pass the
@@ -124,7 +221,7 @@ func TestRandomVXLANFromPeer(t *testing.T) {
 	src := remote.IP
 	inner := packet.Ethernet(packet.MAC{0x02, 0xbd, 0, 0, 0, 1}, packet.MAC{0x02, 0xbd, 0, 0, 0, 2}, packet.EtherTypeIPv4,
 		packet.IPv4Packet(src, dst.Addr(), packet.ProtoUDP, packet.UDP(src, dst.Addr(), 40000, dst.Port(), []byte("storm"))))
-	honest := vxlan(1, inner)
+	honest := packet.VXLAN(1, inner)
 
 	sniff := victim.Sniff(t, victim.IfName)
 	before := cl.n1.CounterSet(t, "vxlan-tunnel")
@@ -138,9 +235,9 @@ func TestRandomVXLANFromPeer(t *testing.T) {
 			d := bytes.Clone(honest)
 			// Damage the VXLAN header now and then, the inner frame always.
 			if rng.IntN(8) == 0 {
-				d[rng.IntN(8)] = byte(rng.UintN(256))
+				d[rng.IntN(packet.VXLANLen)] = byte(rng.UintN(256))
 			}
-			d = append(d[:8], mutate(rng, d[8:])...)
+			d = append(d[:packet.VXLANLen], mutate(rng, d[packet.VXLANLen:])...)
 			if _, err := c.Write(d); err != nil && !isRefused(err) {
 				return fmt.Errorf("datagram %d: %w", i, err)
 			}

@@ -134,14 +134,6 @@ func frameTo(p *harness.Pod, dst netip.AddrPort, payload []byte) []byte {
 		packet.IPv4Packet(p.IP, dst.Addr(), packet.ProtoUDP, packet.UDP(p.IP, dst.Addr(), 40000, dst.Port(), payload)))
 }
 
-// vxlan is a VXLAN header (flags: VNI valid) and inner frame.
-func vxlan(vni uint32, inner []byte) []byte {
-	h := make([]byte, 8, 8+len(inner))
-	h[0] = 0x08
-	binary.BigEndian.PutUint32(h[4:], vni<<8)
-	return append(h, inner...)
-}
-
 // headerConsistent mirrors what the datapath guarantees of an IPv4 header
 // it lets through (see internal/bpftest.HeaderConsistent).
 func headerConsistent(frame []byte) bool {

@@ -46,7 +46,7 @@ func TestVXLANFromPod(t *testing.T) {
 				rx = farRx
 			}
 			before := tc.node.CounterSet(t, "vxlan-tunnel")
-			err := attacker.SendUDP(netip.AddrPortFrom(tc.node.IP, vxlanPort), vxlan(1, tc.frame))
+			err := attacker.SendUDP(netip.AddrPortFrom(tc.node.IP, vxlanPort), packet.VXLAN(1, tc.frame))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +60,7 @@ func TestVXLANFromPod(t *testing.T) {
 
 	t.Run("outer source forged as the other node", func(t *testing.T) {
 		before := cl.n1.CounterSet(t, "veth-ebpf")
-		f := frameTo(attacker, netip.AddrPortFrom(cl.n1.IP, vxlanPort), vxlan(1, inner(farPeer.IP, nearAddr)))
+		f := frameTo(attacker, netip.AddrPortFrom(cl.n1.IP, vxlanPort), packet.VXLAN(1, inner(farPeer.IP, nearAddr)))
 		copy(f[14+12:14+16], cl.n2.IP.AsSlice())
 		// The IPv4 checksum no longer matches; the datapath drops the
 		// frame for its source before anything would look at it.
@@ -79,7 +79,7 @@ func TestVXLANFromPod(t *testing.T) {
 	t.Run("from an underlay host that is not a node", func(t *testing.T) {
 		host := cl.topo.AddHost(t, "bf-vx", netip.MustParsePrefix("198.18.0.201/24"))
 		before := cl.n1.CounterSet(t, "vxlan-tunnel")
-		if err := host.SendUDP(netip.AddrPortFrom(cl.n1.IP, vxlanPort), vxlan(1, inner(farPeer.IP, nearAddr))); err != nil {
+		if err := host.SendUDP(netip.AddrPortFrom(cl.n1.IP, vxlanPort), packet.VXLAN(1, inner(farPeer.IP, nearAddr))); err != nil {
 			t.Fatal(err)
 		}
 		if d := waitCounter(t, cl.n1, "vxlan-tunnel", before, "drop_unknown_peer", 1); d != 1 {

@@ -44,10 +44,14 @@ func TestCheckNamesTheBreak(t *testing.T) {
 			inNetns(t, n.NS, func() error {
 				return netlink.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: p.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK})
 			})
-		}, func(p *harness.Pod, hostIf string) string { return "no route to pod " + p.IP.String() + "/32 on " + hostIf }},
+		}, func(p *harness.Pod, hostIf string) string {
+			return "no route to pod " + p.IP.String() + "/32 on " + hostIf
+		}},
 		{"node neighbour for the pod", func(t *testing.T, p *harness.Pod, hostIf string) {
 			inNetns(t, n.NS, func() error { return delNeigh(hostIf, p.IP.AsSlice()) })
-		}, func(p *harness.Pod, _ string) string { return "neighbour entry for pod " + p.IP.String() + " is missing" }},
+		}, func(p *harness.Pod, _ string) string {
+			return "neighbour entry for pod " + p.IP.String() + " is missing"
+		}},
 		{"host veth down", func(t *testing.T, _ *harness.Pod, hostIf string) {
 			inNetns(t, n.NS, func() error {
 				l, err := netlink.LinkByName(hostIf)

@@ -3,6 +3,7 @@ package vethebpf
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -104,15 +105,19 @@ func TestAntiSpoofing(t *testing.T) {
 }
 
 // TestSpoofedFrameToNode checks that anti-spoofing also guards traffic that
-// leaves through the node's stack, not only pod-to-pod redirects.
+// leaves through the node's stack, not only pod-to-pod redirects: each
+// forged frame is dropped and counted (drop_spoof_ip), the genuine one
+// after it arrives.
 func TestSpoofedFrameToNode(t *testing.T) {
+	const forgedFrames = 5
 	n, c := setup(t)
 	a := c.AddPod(t, "a")
 	rx := n.ListenUDP(t, ":0")
 	dst := netip.AddrPortFrom(n.IP, uint16(rx.LocalAddr().(*net.UDPAddr).Port))
 	forged := a.Frame(dst, []byte("forged"))
 	forged.Src = netip.AddrPortFrom(netip.MustParseAddr("198.19.1.251"), 40000)
-	for i, f := range []harness.Frame{forged, a.Frame(dst, []byte("genuine"))} {
+	before := n.Counters(t, plugin)
+	for i, f := range append(slices.Repeat([]harness.Frame{forged}, forgedFrames), a.Frame(dst, []byte("genuine"))) {
 		if err := a.SendFrame(f); err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
@@ -120,5 +125,16 @@ func TestSpoofedFrameToNode(t *testing.T) {
 	got, err := harness.ReadUDP(rx, 2*time.Second)
 	if err != nil || string(got) != "genuine" {
 		t.Fatalf("node received %q (%v), want %q first", got, err, "genuine")
+	}
+	// The frames may have been handled on either CPU, in any order: give
+	// the forged ones' verdicts a moment.
+	var d uint64
+	for end := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if d = n.Counters(t, plugin)[cntDropSpoofIP] - before[cntDropSpoofIP]; d >= forgedFrames || time.Now().After(end) {
+			break
+		}
+	}
+	if d != forgedFrames {
+		t.Errorf("drop_spoof_ip rose by %d, want %d (the forged frames sent)", d, forgedFrames)
 	}
 }

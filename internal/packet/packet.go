@@ -7,6 +7,7 @@ package packet
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 )
 
@@ -93,7 +94,7 @@ func L4Checksum(src, dst netip.Addr, proto uint8, segment []byte) uint16 {
 }
 
 // IPv4 is an IPv4 header to marshal. Zero TTL means 64; Options are padded
-// with zeros (end of options) to a multiple of 4 bytes.
+// with zeros (end of options) to a multiple of 4 bytes, at most MaxOptions.
 type IPv4 struct {
 	Src, Dst netip.Addr
 	Proto    uint8
@@ -104,14 +105,22 @@ type IPv4 struct {
 	Options  []byte
 }
 
+// MaxOptions is the most option bytes an IPv4 header holds (IHL 15).
+const MaxOptions = 40
+
 // Marshal returns the header followed by payload, with IHL, total length
-// and header checksum filled in.
+// and header checksum filled in. Options beyond MaxOptions or a packet
+// beyond 65535 bytes panic: their lengths do not fit in the header (forge
+// such a header by editing the bytes Marshal returns).
 func (h IPv4) Marshal(payload []byte) []byte {
 	opts := append([]byte{}, h.Options...)
 	for len(opts)%4 != 0 {
 		opts = append(opts, 0)
 	}
 	hl := IPv4Len + len(opts)
+	if len(opts) > MaxOptions || hl+len(payload) > 0xffff {
+		panic(fmt.Sprintf("packet: an IPv4 header cannot carry %d option bytes and a %d-byte payload", len(h.Options), len(payload)))
+	}
 	b := make([]byte, hl, hl+len(payload))
 	b[0] = 0x40 | byte(hl/4)
 	b[1] = h.TOS
@@ -167,6 +176,19 @@ func TCP(src, dst netip.Addr, srcPort, dstPort uint16, flags uint8, seq, ack uin
 	t = append(t, payload...)
 	binary.BigEndian.PutUint16(t[16:], L4Checksum(src, dst, ProtoTCP, t))
 	return t
+}
+
+// VXLANLen is the VXLAN header's length.
+const VXLANLen = 8
+
+// VXLAN is a VXLAN header (flags: VNI valid) with the low 24 bits of vni,
+// followed by the inner frame: the payload of a UDP datagram to a tunnel
+// port (see VXLANPorts).
+func VXLAN(vni uint32, inner []byte) []byte {
+	b := make([]byte, VXLANLen, VXLANLen+len(inner))
+	b[0] = 0x08
+	binary.BigEndian.PutUint32(b[4:], vni<<8)
+	return append(b, inner...)
 }
 
 // ARP is an Ethernet/IPv4 ARP message.

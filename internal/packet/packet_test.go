@@ -76,7 +76,7 @@ func TestOption(t *testing.T) {
 
 func TestVXLAN(t *testing.T) {
 	inner := Ethernet(MAC{1}, MAC{2}, EtherTypeIPv4, IPv4Packet(a, b, ProtoTCP, TCP(a, b, 5, 6, SYN, 0, 0, nil)))
-	vx := append([]byte{0x08, 0, 0, 0, 0, 0, 1, 0}, inner...) // VNI 1
+	vx := VXLAN(1, inner)
 	n1, n2 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
 	outer := Ethernet(MAC{3}, MAC{4}, EtherTypeIPv4, IPv4Packet(n1, n2, ProtoUDP, UDP(n1, n2, 33333, 8472, vx)))
 	f := MustParse(outer)

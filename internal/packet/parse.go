@@ -74,9 +74,9 @@ func Parse(b []byte) (*Frame, error) {
 		f.SrcPort, f.DstPort = binary.BigEndian.Uint16(f.L4), binary.BigEndian.Uint16(f.L4[2:])
 		f.Payload = f.L4[UDPLen:]
 		for _, p := range VXLANPorts {
-			if f.DstPort == p && len(f.Payload) >= 8+EthLen {
+			if f.DstPort == p && len(f.Payload) >= VXLANLen+EthLen {
 				f.VNI = binary.BigEndian.Uint32(f.Payload[4:]) >> 8
-				inner, err := Parse(f.Payload[8:])
+				inner, err := Parse(f.Payload[VXLANLen:])
 				if err != nil {
 					return nil, fmt.Errorf("inside VXLAN: %w", err)
 				}

@@ -13,6 +13,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -275,7 +276,45 @@ func TestFromNetdev(t *testing.T) {
 		{name: "to the node: next", frame: in(thisNode, 64), verdict: bpftest.Next, counter: cntNetdevPass},
 		{name: "ARP: next", frame: packet.Ethernet(packet.Broadcast, peerMAC, packet.EtherTypeARP,
 			packet.ARP(packet.ARPRequest, peerMAC, peerNode, packet.MAC{}, thisNode)), verdict: bpftest.Next, counter: cntNetdevPass},
+		{name: "Ethernet padding after the packet: delivered with it",
+			frame: append(in(localPod, 64), make([]byte, 10)...), verdict: bpftest.Redirect, counter: cntNetdevDeliver,
+			out: append(forwarded(podMAC, hostMAC, remotePod, localPod, 64, 100), make([]byte, 10)...)},
 	})
+	// A header that lies about its lengths, to a local pod or not: the
+	// stack would drop it, and delivery would skip the stack's checks.
+	var lies []progCase
+	for _, dst := range []netip.Addr{localPod, thisNode} {
+		for _, l := range []struct {
+			name string
+			edit func(ip []byte)
+		}{
+			{"IHL 15, total length 40: options beyond the packet", func(ip []byte) {
+				ip[0] = 0x4f
+				binary.BigEndian.PutUint16(ip[2:], 40)
+			}},
+			{"IHL 3", func(ip []byte) { ip[0] = 0x43 }},
+			{"version 6", func(ip []byte) { ip[0] = 0x65 }},
+			{"total length one byte beyond the frame", func(ip []byte) { binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)+1)) }},
+			{"total length 65535", func(ip []byte) { binary.BigEndian.PutUint16(ip[2:], 0xffff) }},
+			{"total length shorter than the header", func(ip []byte) { binary.BigEndian.PutUint16(ip[2:], 12) }},
+			{"total length 0 (no GSO)", func(ip []byte) { binary.BigEndian.PutUint16(ip[2:], 0) }},
+		} {
+			lies = append(lies, progCase{name: fmt.Sprintf("to %s, %s: dropped", dst, l.name),
+				frame: lying(in(dst, 64), l.edit), verdict: bpftest.Shot, counter: cntDropNetdevMalformed})
+		}
+	}
+	n.check(t, n.objs.FromNetdev, ctx, lies)
+}
+
+// lying is frame with its IPv4 header edited, the header checksum
+// recomputed so that only the lie is wrong.
+func lying(frame []byte, edit func(ip []byte)) []byte {
+	f := bytes.Clone(frame)
+	ip := f[14:]
+	edit(ip)
+	binary.BigEndian.PutUint16(ip[10:], 0)
+	binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip[:20]))
+	return f
 }
 
 // The counter names mirror the C enum, index by index.

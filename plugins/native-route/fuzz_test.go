@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"github.com/braid-cni/braid/internal/bpftest"
@@ -15,7 +16,9 @@ import (
 // less, header checksum still what it was worth, and (from_container) the
 // next hop's MACs or the original ones (redirect_neigh resolves them), or
 // (from_netdev) the local pod's; and its IPv4 header's lengths add up: a
-// redirect skips the checks of the stack.
+// redirect skips the checks of the stack. from_netdev drops exactly the
+// frames of EtherType IPv4 whose header does not add up, and counts them
+// as drop_netdev_malformed.
 func FuzzPrograms(f *testing.F) {
 	for _, fr := range [][]byte{
 		fromPod(remotePod, 64, 100),
@@ -54,8 +57,17 @@ func FuzzPrograms(f *testing.F) {
 				t.Fatalf("%s: %v", p.name, err)
 			}
 			bpftest.RequireVerdict(t, p.name, v, bpftest.Next, bpftest.Redirect, bpftest.Shot)
-			if m := bpftest.Moved(before, bpftest.Counters(t, n.objs.Counters)); m != 1 {
+			after := bpftest.Counters(t, n.objs.Counters)
+			if m := bpftest.Moved(before, after); m != 1 {
 				t.Errorf("%s moved the counters by %d in all, want 1", p.name, m)
+			}
+			if p.name == "from_netdev" {
+				lies := binary.BigEndian.Uint16(in[12:]) == packet.EtherTypeIPv4 && !bpftest.HeaderConsistent(in)
+				dropped := after[cntDropNetdevMalformed] - before[cntDropNetdevMalformed]
+				if lies != (v == bpftest.Shot) || lies != (dropped == 1) {
+					t.Errorf("from_netdev: %s, drop_netdev_malformed +%d, for a frame whose IPv4 header lies: %v\n% x",
+						bpftest.VerdictName(v), dropped, lies, in)
+				}
 			}
 			if v != bpftest.Redirect {
 				if !bytes.Equal(out, in) {
