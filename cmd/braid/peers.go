@@ -19,13 +19,11 @@ func nodeAddCmd(g *globals) *cobra.Command {
 			if g.etcd.enabled() {
 				return fmt.Errorf("nodes join a cluster in etcd by running `braid agent --datastore etcd`")
 			}
-			n, err := parseNode(args[0], nodeIP, podCIDR, "-")
+			n, err := parsePeer(args[0], nodeIP, podCIDR)
 			if err != nil {
 				return err
 			}
-			err = g.update(func(tx *store.Tx) error {
-				return tx.PutPeer(store.Peer{Name: n.Name, NodeIP: n.NodeIP, PodCIDR: n.PodCIDR})
-			})
+			err = g.update(func(tx *store.Tx) error { return tx.PutPeer(n) })
 			if err != nil {
 				return err
 			}

@@ -8,12 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/braid-cni/braid/core/conflist"
 	"github.com/braid-cni/braid/core/plugin"
-	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/spf13/cobra"
 )
 
@@ -66,23 +64,15 @@ func syncCmd(g *globals) *cobra.Command {
 // syncConflist runs `<plugin> reconcile` for each plugin in the conflist with
 // the same config libcni would give it, and collects the reports.
 func syncConflist(path string, cniPath []string) ([]plugin.Report, error) {
-	list, err := libcni.ConfListFromFile(path)
+	plugins, err := conflist.Read(path, cniPath)
 	if err != nil {
-		return nil, fmt.Errorf("conflist %s: %w", path, err)
+		return nil, err
 	}
 	reports := []plugin.Report{}
-	for _, p := range list.Plugins {
-		bin, err := invoke.FindInPath(p.Network.Type, cniPath)
+	for _, p := range plugins {
+		r, ok, err := reconcilePlugin(p.Bin, p.Conf)
 		if err != nil {
-			return nil, fmt.Errorf("plugin %s: %w", p.Network.Type, err)
-		}
-		conf, err := pluginConfig(p.Bytes, list.Name, list.CNIVersion)
-		if err != nil {
-			return nil, err
-		}
-		r, ok, err := reconcilePlugin(bin, conf)
-		if err != nil {
-			return nil, fmt.Errorf("plugin %s: %w", p.Network.Type, err)
+			return nil, fmt.Errorf("plugin %s: %w", p.Type, err)
 		}
 		if ok {
 			reports = append(reports, r)
@@ -91,23 +81,13 @@ func syncConflist(path string, cniPath []string) ([]plugin.Report, error) {
 	return reports, nil
 }
 
-// pluginConfig adds the list's name and version, as libcni does.
-func pluginConfig(raw []byte, name, version string) ([]byte, error) {
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, err
-	}
-	m["name"], m["cniVersion"] = name, version
-	return json.Marshal(m)
-}
-
 // reconcilePlugin runs one plugin in reconcile mode. A plugin that prints no
 // report is not a braid plugin (ok false).
 func reconcilePlugin(bin string, conf []byte) (r plugin.Report, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, plugin.ReconcileVerb)
-	cmd.Env = withoutCNIEnv(os.Environ())
+	cmd.Env = conflist.Environ()
 	cmd.Stdin = bytes.NewReader(conf)
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -122,14 +102,4 @@ func reconcilePlugin(bin string, conf []byte) (r plugin.Report, ok bool, err err
 		r.Problems = append(r.Problems, runErr.Error())
 	}
 	return r, true, nil
-}
-
-func withoutCNIEnv(env []string) []string {
-	out := env[:0:0]
-	for _, e := range env {
-		if !strings.HasPrefix(e, "CNI_") {
-			out = append(out, e)
-		}
-	}
-	return out
 }

@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/braid-cni/braid/core/conflist"
 	"github.com/braid-cni/braid/core/datapathrpc"
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -82,7 +82,7 @@ func (h *hosted) start() error {
 	// A runtime's CNI_* variables would make the binary a CNI plugin. (No
 	// parent-death signal: it follows the starting thread, not the agent;
 	// the server watches its parent instead, see core/plugin.)
-	cmd.Env = withoutCNIEnv(os.Environ())
+	cmd.Env = conflist.Environ()
 	if h.socketDir != "" {
 		// go-plugin's server makes its socket there (it chmods nothing).
 		cmd.Env = append(cmd.Env, goplugin.EnvUnixSocketDir+"="+h.socketDir)
@@ -308,14 +308,4 @@ func (h *hosted) stop() {
 	if proc != nil {
 		proc.Kill()
 	}
-}
-
-func withoutCNIEnv(env []string) []string {
-	out := env[:0:0]
-	for _, e := range env {
-		if !strings.HasPrefix(e, "CNI_") {
-			out = append(out, e)
-		}
-	}
-	return out
 }

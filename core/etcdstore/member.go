@@ -267,18 +267,24 @@ func (st *state) apply(c *Client, ev *clientv3.Event) bool {
 	return st.put(c, key, ev.Kv.Value)
 }
 
+// put records the value under its key's name. A value that names another
+// node or service than its key is refused: a delete of the key would not
+// find it, and it would stay in the view for ever.
 func (st *state) put(c *Client, key string, value []byte) bool {
+	name := path.Base(key)
 	var err error
 	switch {
 	case strings.HasPrefix(key, c.dir(kindNodes)):
+		delete(st.nodes, name)
 		var p store.Peer
-		if err = json.Unmarshal(value, &p); err == nil {
-			st.nodes[p.Name] = p
+		if err = decodeNamed(value, &p, &p.Name, name); err == nil {
+			st.nodes[name] = p
 		}
 	case strings.HasPrefix(key, c.dir(kindServices)):
+		delete(st.services, name)
 		var s store.Service
-		if err = json.Unmarshal(value, &s); err == nil {
-			st.services[s.Name] = s
+		if err = decodeNamed(value, &s, &s.Name, name); err == nil {
+			st.services[name] = s
 		}
 	default:
 		return false
@@ -289,6 +295,17 @@ func (st *state) put(c *Client, key string, value []byte) bool {
 		delete(st.bad, key)
 	}
 	return true
+}
+
+// decodeNamed decodes value into v, whose name field (*got) must be want.
+func decodeNamed(value []byte, v any, got *string, want string) error {
+	if err := json.Unmarshal(value, v); err != nil {
+		return err
+	}
+	if *got != want {
+		return fmt.Errorf("the value names %q, not %q as its key does", *got, want)
+	}
+	return nil
 }
 
 // view copies the state out for the node self.

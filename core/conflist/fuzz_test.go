@@ -1,4 +1,4 @@
-package agent
+package conflist
 
 import (
 	"encoding/json"
@@ -10,12 +10,12 @@ import (
 	"github.com/containernetworking/cni/libcni"
 )
 
-// FuzzReadConflist: the agent reads the node's conflist at start. It never
+// FuzzRead: braid sync and the agent read the node's conflist. It never
 // panics; what is not JSON is an error naming the file; a list it takes
-// gives its plugins (as libcni reads them), each found in the CNI path,
-// with a JSON config carrying the list's name and version, and a store and
-// bpffs folder (its own or the defaults).
-func FuzzReadConflist(f *testing.F) {
+// gives its plugins as libcni reads them, in order, each found in the CNI
+// path (a type with a slash is none), with a JSON config carrying the
+// list's name and version.
+func FuzzRead(f *testing.F) {
 	files, err := filepath.Glob("../../chain-configs/*.conflist")
 	if err != nil || len(files) == 0 {
 		f.Fatalf("no chain-configs/*.conflist: %v", err)
@@ -29,6 +29,7 @@ func FuzzReadConflist(f *testing.F) {
 		f.Add(b[:len(b)/2])
 	}
 	for _, s := range []string{"", "{", "null", `{"name":"braid","plugins":[]}`,
+		`{"cniVersion":"1.0.0","name":"braid","plugins":[null]}`,
 		`{"cniVersion":"1.0.0","name":"braid","plugins":[{"type":"veth-ebpf","stateDir":"/s","bpfRoot":7}]}`,
 		`{"cniVersion":"1.0.0","name":"braid","plugins":[{"type":"../veth-ebpf"}]}`,
 		`{"cniVersion":"1.0.0","name":"braid","plugins":[{"type":"bridge"}]}`} {
@@ -41,20 +42,20 @@ func FuzzReadConflist(f *testing.F) {
 		}
 	}
 	file := filepath.Join(f.TempDir(), "braid.conflist")
-	f.Fuzz(func(t *testing.T, conflist []byte) {
-		if err := os.WriteFile(file, conflist, 0o600); err != nil {
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if err := os.WriteFile(file, raw, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		plugins, err := readConflist(file, []string{cniPath})
+		plugins, err := Read(file, []string{cniPath})
 		if err != nil {
-			if !json.Valid(conflist) && !strings.Contains(err.Error(), file) {
+			if !json.Valid(raw) && !strings.Contains(err.Error(), file) {
 				t.Fatalf("error %q does not name the conflist", err)
 			}
 			return
 		}
-		list, err := libcni.ConfListFromBytes(conflist)
+		list, err := libcni.ConfListFromBytes(raw)
 		if err != nil || len(plugins) != len(list.Plugins) {
-			t.Fatalf("took %q: %d plugins; libcni: %v", conflist, len(plugins), err)
+			t.Fatalf("took %q: %d plugins; libcni: %v", raw, len(plugins), err)
 		}
 		for i, p := range plugins {
 			var conf struct {
@@ -62,12 +63,12 @@ func FuzzReadConflist(f *testing.F) {
 				Name       string `json:"name"`
 				CNIVersion string `json:"cniVersion"`
 			}
-			if err := json.Unmarshal(p.conf, &conf); err != nil || p.name != list.Plugins[i].Network.Type || conf.Type != p.name ||
+			if err := json.Unmarshal(p.Conf, &conf); err != nil || p.Type != list.Plugins[i].Network.Type || conf.Type != p.Type ||
 				conf.Name != list.Name || conf.CNIVersion != list.CNIVersion {
-				t.Fatalf("plugin %s of %q: config %s (%v)", p.name, conflist, p.conf, err)
+				t.Fatalf("plugin %s of %q: config %s (%v)", p.Type, raw, p.Conf, err)
 			}
-			if p.bin != filepath.Join(cniPath, p.name) || p.stateDir == "" || p.bpfRoot == "" {
-				t.Fatalf("plugin %s of %q: binary %q, store %q, bpffs %q", p.name, conflist, p.bin, p.stateDir, p.bpfRoot)
+			if p.Bin != filepath.Join(cniPath, p.Type) || strings.Contains(p.Type, "/") {
+				t.Fatalf("plugin %s of %q: binary %q", p.Type, raw, p.Bin)
 			}
 		}
 	})
