@@ -21,9 +21,10 @@ import (
 // endpoint, allocation, endpoint map entry, per-pod pin, host veth, route
 // or namespace; a sync finds nothing to change.
 func TestChurn(t *testing.T) {
-	perNode := envInt(t, "BRAID_CHURN_PODS", 40)
-	duration := envDuration(t, "BRAID_CHURN_DURATION", 20*time.Second)
-	workers := max(1, envInt(t, "BRAID_CHURN_WORKERS", 3))
+	// The figure by default: 200 pods per node, several minutes.
+	perNode := envInt(t, "BRAID_CHURN_PODS", 200)
+	duration := envDuration(t, "BRAID_CHURN_DURATION", 3*time.Minute)
+	workers := max(1, envInt(t, "BRAID_CHURN_WORKERS", 4))
 
 	cl := twoNodes(t, "vxlan.conflist")
 	s1, s2 := cl.c1.AddPod(t, "s1"), cl.c2.AddPod(t, "s2")
