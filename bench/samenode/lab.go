@@ -1,28 +1,26 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
-	"golang.org/x/sys/unix"
 )
 
 // Everything the bench creates is named or placed so that sweep can find it
 // again, even after a crash: netns bb-*, files under labRoot, CNI result
 // cache entries of networks named bb-*.
 const (
-	nsPrefix   = "bb-"
-	labRoot    = "/run/braid-bench"
-	cniResults = "/var/lib/cni/results"
+	nsPrefix = "bb-"
+	labRoot  = "/run/braid-bench"
 )
+
+// footprint is what the bench makes on the machine, for kit.Lab.Sweep.
+var footprint = kit.Lab{Prefix: nsPrefix, Root: labRoot}
 
 // lab is the bench's topology: node and pod namespaces, CNI configs, and
 // the CNI attachments to delete at teardown.
@@ -145,52 +143,5 @@ func (l *lab) close() {
 		}
 	}
 	l.attached = nil
-	sweep()
-}
-
-// sweep removes everything a bench run may have left behind: bb-* netns
-// (with every interface in them), bpffs mounts under labRoot, labRoot,
-// and cnitool's cached results for bb-* networks.
-func sweep() {
-	ctx := context.Background()
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), nsPrefix) {
-			if err := kit.Sh(ctx, "ip", "netns", "del", e.Name()); err != nil {
-				fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
-			}
-		}
-	}
-	mounts := mountsUnder(labRoot)
-	slices.Reverse(mounts) // innermost first
-	for _, m := range mounts {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
-			fmt.Fprintf(os.Stderr, "sweep: umount %s: %v\n", m, err)
-		}
-	}
-	if err := os.RemoveAll(labRoot); err != nil {
-		fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
-	}
-	cached, _ := filepath.Glob(filepath.Join(cniResults, nsPrefix+"*"))
-	for _, f := range cached {
-		_ = os.Remove(f)
-	}
-}
-
-// mountsUnder lists mount points at or below dir, in mount order.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			out = append(out, fields[4])
-		}
-	}
-	return out
+	footprint.Sweep()
 }

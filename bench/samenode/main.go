@@ -11,10 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
@@ -29,6 +27,7 @@ type config struct {
 	cpu       string        // latency and connects/s: client and server share it
 	tputCPUs  [2]string     // throughput: client, server
 	only      string        // "cni": skip the datapath measurements (for iterating on ADD/DEL)
+	nice      int           // the bench session's autogroup nice value while it runs
 	command   string        // how this run was invoked, for the report
 	startLoad string
 }
@@ -46,6 +45,8 @@ func main() {
 	flag.IntVar(&cfg.pods, "pods", 30, "pods added and deleted per CNI plugin")
 	flag.StringVar(&cfg.cpu, "cpu", "0", "CPU that latency and connects/s clients and servers are pinned to")
 	flag.StringVar(&tput, "tput-cpus", "0,1", "CPUs of the iperf3 client and server")
+	flag.IntVar(&cfg.nice, "nice", -10, "nice value of the bench's scheduling group (its session's autogroup) while it runs: "+
+		"on a shared machine, other sessions' work then disturbs the measurements less (0: leave it)")
 	flag.StringVar(&cfg.only, "only", "", `"cni": measure only CNI ADD+DEL, not the datapaths (no -out)`)
 	flag.Parse()
 	c, s, ok := strings.Cut(tput, ",")
@@ -56,53 +57,27 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.tputCPUs = [2]string{c, s}
-	cfg.command = invocation()
+	cfg.command = kit.Invocation("samenode")
 	os.Exit(execute(cfg))
 }
 
 func execute(cfg config) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "bench: must run as root (it creates network namespaces and mounts bpffs)")
-		return 1
-	}
 	repo, err := filepath.Abs(cfg.repo)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+		fmt.Fprintln(os.Stderr, "samenode:", err)
 		return 1
 	}
 	cfg.repo = repo
-	// The first SIGINT/SIGTERM cancels the run; later ones are swallowed so
-	// that the teardown always completes.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	sweep() // leftovers of an interrupted earlier run
-	res, err := runBench(ctx, cfg)
-	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "bench: interrupted; topology removed")
-		return 130
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
-	}
-	report := res.render()
-	fmt.Print(report.text)
-	if cfg.out != "" {
-		if err := kit.PutSection(cfg.out, "bench/samenode", report.markdown); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
+	return kit.Main("samenode", footprint, cfg.out, func(ctx context.Context) (kit.Report, error) {
+		restore, err := kit.SetAutogroupNice(cfg.nice)
+		if err != nil {
+			return kit.Report{}, err
 		}
-		fmt.Printf("\nwrote %s\n", cfg.out)
-	}
-	return 0
-}
-
-// invocation is the command that produced this run, as a user would type it.
-func invocation() string {
-	cmd := "go run ./bench/samenode " + strings.Join(os.Args[1:], " ")
-	if os.Getenv("MAKELEVEL") != "" && strings.Join(os.Args[1:], " ") == "-out BENCHMARKS.md" {
-		return "make bench  # " + cmd
-	}
-	return strings.TrimSpace(cmd)
+		defer restore()
+		res, err := runBench(ctx, cfg)
+		if err != nil {
+			return kit.Report{}, err
+		}
+		return res.render(), nil
+	})
 }

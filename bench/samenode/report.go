@@ -58,10 +58,7 @@ func (r *results) cniTable(title string, s cniSummary) kit.Table {
 	return t
 }
 
-// report is the same content for the terminal and for BENCHMARKS.md.
-type report struct{ text, markdown string }
-
-func (r *results) render() report {
+func (r *results) render() kit.Report {
 	s := r.summarize()
 	cfg := r.cfg
 	runs := fmt.Sprintf("median of %d runs of %s each", cfg.reps, cfg.duration)
@@ -118,7 +115,7 @@ func (r *results) render() report {
 	md.WriteString("### Datapath check\n\n" + r.datapathCheck() + "\n\n")
 	md.WriteString(r.rawRuns().Markdown(3))
 	md.WriteString(method(cfg))
-	return report{text: text.String(), markdown: md.String()}
+	return kit.Report{Text: text.String(), Markdown: md.String()}
 }
 
 // datapathCheck says whether braid's same-node traffic took bpf_redirect_peer.

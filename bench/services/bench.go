@@ -67,7 +67,7 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer sweep()
+	defer footprint.Sweep()
 
 	kit.Progress("building the topology: 8 nodes, 7 pods, the external client")
 	t, err := l.build(ctx)

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
 	"github.com/braid-cni/braid/internal/testenv"
-	"golang.org/x/sys/unix"
 )
 
 // Everything the bench makes is named or placed so that sweep finds it
@@ -24,8 +21,10 @@ const (
 	nsPrefix   = "bs-"
 	labRoot    = "/run/braid-bench-services"
 	cgroupBase = "/sys/fs/cgroup/unified/braid-bench-services"
-	cniResults = "/var/lib/cni/results"
 )
+
+// footprint is what the bench makes on the machine, for kit.Lab.Sweep.
+var footprint = kit.Lab{Prefix: nsPrefix, Root: labRoot, Cgroup: cgroupBase}
 
 // The underlay: a bridge alone in its netns; nodes and the external client
 // hang off it with a veth each.
@@ -161,55 +160,4 @@ func waitForwarding(ctx context.Context, port string) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("bridge port %s is not forwarding after 3s", port)
-}
-
-// sweep removes everything a run may have left behind: the processes in
-// the bench's cgroups (and the cgroups), bs-* netns (with every interface
-// and iptables rule in them), bpffs mounts under labRoot, labRoot, and
-// cnitool's cached results of bs-* networks.
-func sweep() {
-	ctx := context.Background()
-	if err := testenv.RemoveCgroup(cgroupBase); err != nil {
-		fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
-	}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), nsPrefix) {
-			if err := kit.Sh(ctx, "ip", "netns", "del", e.Name()); err != nil {
-				fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
-			}
-		}
-	}
-	mounts := mountsUnder(labRoot)
-	slices.Reverse(mounts) // innermost first
-	for _, m := range mounts {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
-			fmt.Fprintf(os.Stderr, "sweep: umount %s: %v\n", m, err)
-		}
-	}
-	if err := os.RemoveAll(labRoot); err != nil {
-		fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
-	}
-	cached, _ := filepath.Glob(filepath.Join(cniResults, nsPrefix+"*"))
-	for _, f := range cached {
-		_ = os.Remove(f)
-	}
-}
-
-// mountsUnder lists mount points at or below dir, in mount order.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			out = append(out, fields[4])
-		}
-	}
-	return out
 }

@@ -16,18 +16,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
 )
-
-// section is this benchmark's part of BENCHMARKS.md.
-const section = "bench/services"
 
 type config struct {
 	out       string
@@ -61,75 +56,29 @@ func main() {
 		fmt.Fprintln(os.Stderr, "services: need -reps >= 1, -duration >= 1s and -services ascending counts from 1 to 60000:", err)
 		os.Exit(2)
 	}
-	cfg.command = invocation()
+	cfg.command = kit.Invocation("services")
 	os.Exit(execute(cfg))
 }
 
 func execute(cfg config) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "services: must run as root (it creates network namespaces, cgroups and bpffs mounts)")
-		return 1
-	}
 	repo, err := filepath.Abs(cfg.repo)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "services:", err)
 		return 1
 	}
 	cfg.repo = repo
-	// The first SIGINT/SIGTERM cancels the run; later ones are swallowed so
-	// that the teardown always completes.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	sweep() // leftovers of an interrupted earlier run
-	restore, err := setAutogroupNice(cfg.nice)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "services:", err)
-		return 1
-	}
-	defer restore()
-	res, err := run(ctx, cfg)
-	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "services: interrupted; topology removed")
-		return 130
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "services:", err)
-		return 1
-	}
-	rep := res.render()
-	fmt.Print(rep.text)
-	if cfg.out != "" {
-		if err := kit.PutSection(cfg.out, section, rep.markdown); err != nil {
-			fmt.Fprintln(os.Stderr, "services:", err)
-			return 1
+	return kit.Main("services", footprint, cfg.out, func(ctx context.Context) (kit.Report, error) {
+		restore, err := kit.SetAutogroupNice(cfg.nice)
+		if err != nil {
+			return kit.Report{}, err
 		}
-		fmt.Printf("\nwrote %s\n", cfg.out)
-	}
-	return 0
-}
-
-// setAutogroupNice gives the bench's session (its autogroup: the CFS
-// group every process of the session shares, whatever each one's own nice
-// value) the nice value n, and returns the function that restores it. A
-// process's own nice value only weighs against its own session's.
-func setAutogroupNice(n int) (restore func(), err error) {
-	const path = "/proc/self/autogroup" // "/autogroup-82 nice 0"
-	if n == 0 {
-		return func() {}, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("autogroup (-nice 0 runs without): %w", err)
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 3 || f[1] != "nice" {
-		return nil, fmt.Errorf("%s: %q", path, b)
-	}
-	if err := os.WriteFile(path, []byte(strconv.Itoa(n)), 0); err != nil {
-		return nil, fmt.Errorf("set %s to %d (-nice 0 runs without): %w", path, n, err)
-	}
-	return func() { _ = os.WriteFile(path, []byte(f[2]), 0) }, nil
+		defer restore()
+		res, err := run(ctx, cfg)
+		if err != nil {
+			return kit.Report{}, err
+		}
+		return res.render(), nil
+	})
 }
 
 // parseCounts parses "1,1000,10000": ascending, since a phase only adds
@@ -144,9 +93,4 @@ func parseCounts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
-}
-
-// invocation is the command that produced this run, as a user would type it.
-func invocation() string {
-	return strings.TrimSpace("go run ./bench/services " + strings.Join(os.Args[1:], " "))
 }

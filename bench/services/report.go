@@ -13,7 +13,6 @@ import (
 )
 
 // report is the same content for the terminal and for BENCHMARKS.md.
-type report struct{ text, markdown string }
 
 // medians of one datapath in one phase, and its best runs (load from
 // elsewhere only ever slows a run down).
@@ -30,7 +29,7 @@ func (ph *phase) median(key string) medians {
 	}
 }
 
-func (r *results) render() report {
+func (r *results) render() kit.Report {
 	tables := []kit.Table{r.clusterConns(), r.clusterBest(), r.clusterCost(), r.clusterRTT(), r.clusterRatios(), r.clusterSetup(),
 		r.nodePortTable(), r.nodePortRatios(), r.targets()}
 	env := r.environment()
@@ -59,7 +58,7 @@ func (r *results) render() report {
 	md.WriteString("### Datapath check\n\n" + check + "\n")
 	md.WriteString(r.everyRun().Markdown(3))
 	md.WriteString(method(r.cfg))
-	return report{text: text.String(), markdown: md.String()}
+	return kit.Report{Text: text.String(), Markdown: md.String()}
 }
 
 // loadWarning flags a busy machine at the start or at the end of the run

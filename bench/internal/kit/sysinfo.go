@@ -82,3 +82,26 @@ func LoadWarning(startLoad string) string {
 	}
 	return ""
 }
+
+// SetAutogroupNice gives the bench's session (its autogroup: the CFS
+// group every process of the session shares, whatever each one's own nice
+// value) the nice value n, and returns the function that restores it. A
+// process's own nice value only weighs against its own session's.
+func SetAutogroupNice(n int) (restore func(), err error) {
+	const path = "/proc/self/autogroup" // "/autogroup-82 nice 0"
+	if n == 0 {
+		return func() {}, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("autogroup (-nice 0 runs without): %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 || f[1] != "nice" {
+		return nil, fmt.Errorf("%s: %q", path, b)
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(n)), 0); err != nil {
+		return nil, fmt.Errorf("set %s to %d (-nice 0 runs without): %w", path, n, err)
+	}
+	return func() { _ = os.WriteFile(path, []byte(f[2]), 0) }, nil
+}
