@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
-	"golang.org/x/sys/unix"
 )
 
 // Everything the bench creates is named or placed so that sweep finds it
@@ -21,12 +18,14 @@ import (
 const (
 	nsPrefix    = "bx-"
 	labRoot     = "/run/braid-bench-crossnode"
-	cniResults  = "/var/lib/cni/results"
 	underlayNS  = nsPrefix + "underlay"
 	bridgeName  = "br0" // the underlay switch, alone in underlayNS
 	nodeDevice  = "eth0"
 	underlayMTU = 1500
 )
+
+// footprint is what the bench makes on the machine, for kit.Lab.Sweep.
+var footprint = kit.Lab{Prefix: nsPrefix, Root: labRoot}
 
 // Sysctls are set in every netns explicitly: a new one does not inherit
 // the root's, and the figures must not depend on the machine. Bridged
@@ -132,50 +131,5 @@ func (l *lab) close() {
 		}
 	}
 	l.attached = nil
-	sweep()
-}
-
-// sweep removes everything a run may have left behind: bx-* netns (with
-// every device in them), bpffs mounts under labRoot, labRoot itself, and
-// cnitool's cached results of bx-* networks.
-func sweep() {
-	ctx := context.Background()
-	names, _ := filepath.Glob(kit.NSPath(nsPrefix + "*"))
-	for _, p := range names {
-		if err := kit.Sh(ctx, "ip", "netns", "del", filepath.Base(p)); err != nil {
-			fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
-		}
-	}
-	for _, m := range mountsBelow(labRoot) {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
-			fmt.Fprintf(os.Stderr, "sweep: umount %s: %v\n", m, err)
-		}
-	}
-	if err := os.RemoveAll(labRoot); err != nil {
-		fmt.Fprintf(os.Stderr, "sweep: %v\n", err)
-	}
-	cached, _ := filepath.Glob(filepath.Join(cniResults, nsPrefix+"*"))
-	for _, f := range cached {
-		_ = os.Remove(f)
-	}
-}
-
-// mountsBelow lists the mount points at or below dir, innermost first.
-func mountsBelow(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 {
-			if p := fields[4]; p == dir || strings.HasPrefix(p, dir+"/") {
-				out = append(out, p)
-			}
-		}
-	}
-	slices.Reverse(out)
-	return out
+	footprint.Sweep()
 }

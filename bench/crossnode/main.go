@@ -14,10 +14,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
@@ -30,6 +28,7 @@ type config struct {
 	duration  time.Duration // each latency, connects/s and throughput run
 	cpu       string        // latency and connects/s: client and server share it
 	tputCPUs  [2]string     // throughput: client, server
+	nice      int           // the bench session's autogroup nice value while it runs
 	command   string        // how this run was invoked, for the report
 	startLoad string
 }
@@ -46,6 +45,8 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "length of each latency, connects/s and throughput run")
 	flag.StringVar(&cfg.cpu, "cpu", "0", "CPU that latency and connects/s clients and servers are pinned to")
 	flag.StringVar(&tput, "tput-cpus", "0,1", "CPUs of the iperf3 client and server")
+	flag.IntVar(&cfg.nice, "nice", -10, "nice value of the bench's scheduling group (its session's autogroup) while it runs: "+
+		"on a shared machine, other sessions' work then disturbs the measurements less (0: leave it)")
 	flag.Parse()
 	c, s, ok := strings.Cut(tput, ",")
 	if !ok || cfg.reps < 1 || cfg.duration < time.Second {
@@ -53,54 +54,27 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.tputCPUs = [2]string{c, s}
-	cfg.command = invocation()
+	cfg.command = kit.Invocation("crossnode")
 	os.Exit(execute(cfg))
 }
 
 func execute(cfg config) int {
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "crossnode: must run as root (it creates network namespaces and mounts bpffs)")
-		return 1
-	}
 	repo, err := filepath.Abs(cfg.repo)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crossnode:", err)
 		return 1
 	}
 	cfg.repo = repo
-	// The first SIGINT/SIGTERM cancels the run; later ones are swallowed
-	// (the handler stays installed), so the teardown always completes.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	sweep() // leftovers of an interrupted earlier run
-	res, err := runBench(ctx, cfg)
-	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "crossnode: interrupted; topology removed")
-		return 130
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "crossnode:", err)
-		return 1
-	}
-	report := res.render()
-	fmt.Print(report.text)
-	if cfg.out != "" {
-		if err := kit.PutSection(cfg.out, "bench/crossnode", report.markdown); err != nil {
-			fmt.Fprintln(os.Stderr, "crossnode:", err)
-			return 1
+	return kit.Main("crossnode", footprint, cfg.out, func(ctx context.Context) (kit.Report, error) {
+		restore, err := kit.SetAutogroupNice(cfg.nice)
+		if err != nil {
+			return kit.Report{}, err
 		}
-		fmt.Printf("\nwrote %s\n", cfg.out)
-	}
-	return 0
-}
-
-// invocation is the command that produced this run, as a user would type it.
-func invocation() string {
-	args := strings.Join(os.Args[1:], " ")
-	cmd := strings.TrimSpace("go run ./bench/crossnode " + args)
-	if os.Getenv("MAKELEVEL") != "" && args == "-out BENCHMARKS.md" {
-		return "make bench  # " + cmd
-	}
-	return cmd
+		defer restore()
+		res, err := runBench(ctx, cfg)
+		if err != nil {
+			return kit.Report{}, err
+		}
+		return res.render(), nil
+	})
 }

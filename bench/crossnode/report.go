@@ -57,9 +57,8 @@ func (r *results) value(key string, f figure) float64 {
 }
 
 // report is the same content for the terminal and for BENCHMARKS.md.
-type report struct{ text, markdown string }
 
-func (r *results) render() report {
+func (r *results) render() kit.Report {
 	tables := []kit.Table{r.resultsTable(), r.ratiosTable(), r.targetsTable()}
 	var checks []string
 	for _, d := range r.datapaths {
@@ -94,7 +93,7 @@ func (r *results) render() report {
 	md.WriteString(r.environment(wall).Markdown(3))
 	md.WriteString(r.everyRun().Markdown(3))
 	md.WriteString(method(cfg))
-	return report{text: text.String(), markdown: md.String()}
+	return kit.Report{Text: text.String(), Markdown: md.String()}
 }
 
 func (r *results) resultsTable() kit.Table {
