@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
@@ -56,25 +55,16 @@ type attachment struct {
 
 // newLab checks the binaries and tools, and builds the underlay switch.
 func newLab(ctx context.Context, repo string) (*lab, error) {
-	for _, bin := range []string{"bin/braid", "bin/veth-ebpf", "bin/vxlan-tunnel", "bin/native-route",
-		"bin/tools/cnitool", "bin/tools/cni/bridge", "bin/tools/cni/host-local"} {
-		if _, err := os.Stat(filepath.Join(repo, bin)); err != nil {
-			return nil, fmt.Errorf("%s is missing: run `make deps build` first", bin)
-		}
-	}
-	for _, tool := range []string{"ip", "bridge", "nsenter", "taskset", "ping", "sockperf", "iperf3", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s is not installed: run hack/deps.sh", tool)
-		}
+	if err := kit.CheckSetup(repo, []string{"bin/braid", "bin/veth-ebpf", "bin/vxlan-tunnel", "bin/native-route",
+		"bin/tools/cnitool", "bin/tools/cni/bridge", "bin/tools/cni/host-local"},
+		[]string{"ip", "bridge", "nsenter", "taskset", "ping", "sockperf", "iperf3", "sysctl"}); err != nil {
+		return nil, err
 	}
 	l := &lab{repo: repo, confDir: filepath.Join(labRoot, "net.d")}
 	if err := os.MkdirAll(l.confDir, 0o700); err != nil {
 		return nil, err
 	}
-	// cnitool and the plugins it runs inherit these.
-	os.Setenv("CNI_PATH", filepath.Join(repo, "bin")+":"+filepath.Join(repo, "bin/tools/cni"))
-	os.Setenv("NETCONFPATH", l.confDir)
-	os.Setenv("CNI_IFNAME", "eth0")
+	kit.UseCNI(repo, l.confDir, "eth0") // cnitool and the plugins it runs inherit these
 	if err := addNetns(ctx, underlayNS, baseSysctls...); err != nil {
 		return l, err
 	}

@@ -40,22 +40,9 @@ func (l *lab) braid(ctx context.Context, n *node, args ...string) error {
 // braidConflist is chain-configs/<file> pointed at n: stateDir, bpfRoot
 // and logFile set in every plugin, and the network named after n.
 func (l *lab) braidConflist(n *node, file string) ([]byte, error) {
-	raw, err := os.ReadFile(filepath.Join(l.repo, "chain-configs", file))
-	if err != nil {
-		return nil, err
-	}
-	var list map[string]any
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	plugins, _ := list["plugins"].([]any)
-	for _, p := range plugins {
-		if p, ok := p.(map[string]any); ok {
-			p["stateDir"], p["bpfRoot"], p["logFile"] = n.stateDir(), n.bpfRoot(), filepath.Join(n.dir(), "cni.log")
-		}
-	}
-	list["name"] = n.network()
-	return json.MarshalIndent(list, "", "  ")
+	return kit.ChainConflist(l.repo, file, n.network(), func(p map[string]any) {
+		p["stateDir"], p["bpfRoot"], p["logFile"] = n.stateDir(), n.bpfRoot(), filepath.Join(n.dir(), "cni.log")
+	})
 }
 
 // bridgeConflist is the reference bridge plugin with host-local from n's

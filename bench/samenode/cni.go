@@ -80,22 +80,10 @@ func (l *lab) conflist(n *node) ([]byte, error) {
 	case "bridge":
 		plugin = map[string]any{"type": "bridge", "bridge": "br0", "isGateway": true, "mtu": 1500, "ipam": hostLocal}
 	case "braid":
-		raw, err := os.ReadFile(filepath.Join(l.repo, "chain-configs/node-local.conflist"))
-		if err != nil {
-			return nil, err
-		}
-		var list map[string]any
-		if err := json.Unmarshal(raw, &list); err != nil {
-			return nil, fmt.Errorf("node-local.conflist: %w", err)
-		}
-		plugins, _ := list["plugins"].([]any)
-		for _, p := range plugins {
-			if p, ok := p.(map[string]any); ok {
-				p["stateDir"], p["bpfRoot"] = filepath.Join(n.dir(), "state"), n.bpfRoot()
-			}
-		}
-		list["name"] = n.network // bb-*: sweep finds cnitool's cache entries by it
-		return json.MarshalIndent(list, "", "  ")
+		// Named bb-*: the sweep finds cnitool's cache entries by it.
+		return kit.ChainConflist(l.repo, "node-local.conflist", n.network, func(p map[string]any) {
+			p["stateDir"], p["bpfRoot"] = filepath.Join(n.dir(), "state"), n.bpfRoot()
+		})
 	default:
 		return nil, fmt.Errorf("no config for node %s", n.name)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -61,16 +60,10 @@ type lab struct {
 }
 
 func newLab(repo string) (*lab, error) {
-	for _, bin := range []string{"bin/braid", "bin/veth-ebpf", "bin/sock-lb", "bin/dsr", "bin/native-route",
-		"bin/tools/cnitool", "bin/tools/cni/ptp", "bin/tools/cni/host-local"} {
-		if _, err := os.Stat(filepath.Join(repo, bin)); err != nil {
-			return nil, fmt.Errorf("%s is missing: run `make deps build` first", bin)
-		}
-	}
-	for _, tool := range []string{"ip", "bridge", "nsenter", "taskset", "ping", "sockperf", "sysctl", "iptables-restore", "tcpdump"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s is not installed: run hack/deps.sh", tool)
-		}
+	if err := kit.CheckSetup(repo, []string{"bin/braid", "bin/veth-ebpf", "bin/sock-lb", "bin/dsr", "bin/native-route",
+		"bin/tools/cnitool", "bin/tools/cni/ptp", "bin/tools/cni/host-local"},
+		[]string{"ip", "bridge", "nsenter", "taskset", "ping", "sockperf", "sysctl", "iptables-restore", "tcpdump"}); err != nil {
+		return nil, err
 	}
 	if testenv.Cgroup2() != filepath.Dir(cgroupBase) {
 		return nil, fmt.Errorf("no cgroup v2 mount at %s", filepath.Dir(cgroupBase))
@@ -81,15 +74,8 @@ func newLab(repo string) (*lab, error) {
 			return nil, err
 		}
 	}
-	// cnitool and the plugins it runs inherit these.
-	os.Setenv("CNI_PATH", l.cniPath())
-	os.Setenv("NETCONFPATH", l.confDir)
-	os.Setenv("CNI_IFNAME", device)
+	kit.UseCNI(repo, l.confDir, device) // cnitool and the plugins it runs inherit these
 	return l, nil
-}
-
-func (l *lab) cniPath() string {
-	return filepath.Join(l.repo, "bin") + ":" + filepath.Join(l.repo, "bin/tools/cni")
 }
 
 // addNetns creates a network namespace with loopback up and sysctls set.

@@ -90,20 +90,7 @@ func (l *lab) conflist(n *node) ([]byte, error) {
 			}},
 		}}, "", "  ")
 	}
-	raw, err := os.ReadFile(filepath.Join(l.repo, "chain-configs/native-lb.conflist"))
-	if err != nil {
-		return nil, err
-	}
-	var list map[string]any
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, fmt.Errorf("native-lb.conflist: %w", err)
-	}
-	plugins, _ := list["plugins"].([]any)
-	for _, p := range plugins {
-		p, ok := p.(map[string]any)
-		if !ok {
-			continue
-		}
+	return kit.ChainConflist(l.repo, "native-lb.conflist", n.network(), func(p map[string]any) {
 		p["stateDir"], p["bpfRoot"], p["logFile"] = n.stateDir(), n.bpfRoot(), filepath.Join(n.dir(), "cni.log")
 		switch {
 		case p["type"] == "sock-lb":
@@ -111,9 +98,7 @@ func (l *lab) conflist(n *node) ([]byte, error) {
 		case p["type"] == "dsr" && n.mode != "":
 			p["mode"] = n.mode
 		}
-	}
-	list["name"] = n.network()
-	return json.MarshalIndent(list, "", "  ")
+	})
 }
 
 // braid runs bin/braid inside the node with its state dir and bpf root.
@@ -124,7 +109,7 @@ func (l *lab) braid(ctx context.Context, n *node, args ...string) (string, error
 
 // sync brings the node's datapath in line with its store (`braid sync`).
 func (l *lab) sync(ctx context.Context, n *node) error {
-	_, err := l.braid(ctx, n, "sync", "--conflist", l.conflistPath(n), "--cni-path", l.cniPath())
+	_, err := l.braid(ctx, n, "sync", "--conflist", l.conflistPath(n), "--cni-path", kit.CNIPath(l.repo))
 	return err
 }
 

@@ -395,22 +395,8 @@ func (n *node) httpGet(path string) (int, []byte, error) {
 func (n *node) pluginPid(t *testing.T, plugin string) int {
 	t.Helper()
 	want, _ := filepath.Abs(filepath.Join(n.binDir(), plugin))
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// Fields after the command (which may hold spaces): state, ppid.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 2 || fields[1] != strconv.Itoa(n.agent.Process.Pid) {
-			continue
-		}
-		if exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); exe == want {
+	for _, pid := range harness.Children(n.agent.Process.Pid) {
+		if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); exe == want {
 			return pid
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/braid-cni/braid/integration/harness"
+	"github.com/braid-cni/braid/internal/testenv"
 )
 
 // TestChurn keeps BRAID_CHURN_PODS pods on each of two nodes (vxlan) and
@@ -22,9 +23,9 @@ import (
 // or namespace; a sync finds nothing to change.
 func TestChurn(t *testing.T) {
 	// The figure by default: 200 pods per node, several minutes.
-	perNode := envInt(t, "BRAID_CHURN_PODS", 200)
-	duration := envDuration(t, "BRAID_CHURN_DURATION", 3*time.Minute)
-	workers := max(1, envInt(t, "BRAID_CHURN_WORKERS", 4))
+	perNode := testenv.EnvInt(t, "BRAID_CHURN_PODS", 200)
+	duration := testenv.EnvDuration(t, "BRAID_CHURN_DURATION", 3*time.Minute)
+	workers := max(1, testenv.EnvInt(t, "BRAID_CHURN_WORKERS", 4))
 
 	cl := twoNodes(t, "vxlan.conflist")
 	s1, s2 := cl.c1.AddPod(t, "s1"), cl.c2.AddPod(t, "s2")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/braid-cni/braid/integration/harness"
+	"github.com/braid-cni/braid/internal/testenv"
 )
 
 // TestKilledPlugins kills a plugin of the chain with SIGKILL at a random
@@ -18,7 +19,7 @@ import (
 // must hold nothing for the pod; a pod that lives through all of it must
 // keep working, and so must a new pod at the end.
 func TestKilledPlugins(t *testing.T) {
-	iterations := envInt(t, "BRAID_KILL_ITERATIONS", 50)
+	iterations := testenv.EnvInt(t, "BRAID_KILL_ITERATIONS", 50)
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("BRAID_KILL_SEED"); s != "" {
 		fmt.Sscan(s, &seed)

@@ -17,41 +17,10 @@
 package faults
 
 import (
-	"os"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/braid-cni/braid/integration/harness"
 )
-
-// envInt is the integer in the environment variable name, or def.
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		t.Fatalf("%s=%q is not a count", name, v)
-	}
-	return n
-}
-
-// envDuration is the duration in the environment variable name, or def.
-func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		t.Fatalf("%s=%q is not a duration", name, v)
-	}
-	return d
-}
 
 // cluster is two nodes that know each other, each with the same chain.
 type cluster struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/braid-cni/braid/integration/harness"
 	"github.com/braid-cni/braid/internal/packet"
+	"github.com/braid-cni/braid/internal/testenv"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -55,7 +56,7 @@ func seed(t *testing.T) uint64 {
 // every frame gets exactly one verdict of veth-ebpf's from_container (see
 // requireEveryFrameCounted); afterwards everything works as before.
 func TestRandomFramesFromPod(t *testing.T) {
-	n := envInt(t, "BRAID_HOSTILE_FRAMES", 3000)
+	n := testenv.EnvInt(t, "BRAID_HOSTILE_FRAMES", 3000)
 	rng := rand.New(rand.NewPCG(seed(t), 2))
 	cl := twoNodes(t, "vxlan.conflist")
 	attacker, near, far := cl.c1.AddPod(t, "attacker"), cl.c1.AddPod(t, "near"), cl.c2.AddPod(t, "far")
@@ -213,7 +214,7 @@ func txPackets(t *testing.T, pods []*harness.Pod) []linkTx {
 // it. Whatever reaches the pod must be IPv4 from node 2's pod CIDR or node
 // 2, with sane headers; node 1 keeps working.
 func TestRandomVXLANFromPeer(t *testing.T) {
-	n := envInt(t, "BRAID_HOSTILE_FRAMES", 3000)
+	n := testenv.EnvInt(t, "BRAID_HOSTILE_FRAMES", 3000)
 	rng := rand.New(rand.NewPCG(seed(t), 3))
 	cl := twoNodes(t, "vxlan.conflist")
 	victim, remote := cl.c1.AddPod(t, "victim"), cl.c2.AddPod(t, "remote")

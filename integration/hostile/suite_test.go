@@ -35,19 +35,6 @@ import (
 // vxlanPort is the tunnel port of chain-configs/vxlan.conflist.
 const vxlanPort = 8472
 
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		t.Fatalf("%s=%q is not a count", name, v)
-	}
-	return n
-}
-
 type cluster struct {
 	topo   *harness.Topology
 	n1, n2 *harness.Node

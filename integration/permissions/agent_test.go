@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,7 +108,7 @@ func waitServers(t *testing.T, agent, want int) []int {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		pids := children(agent)
+		pids := harness.Children(agent)
 		if len(pids) == want {
 			return pids
 		}
@@ -119,27 +117,6 @@ func waitServers(t *testing.T, agent, want int) []int {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func children(parent int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// After the command (which may hold spaces): state, ppid.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(parent) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }
 
 // socketDir is the folder the agent told its servers to make their sockets
