@@ -68,12 +68,7 @@ func execute(cfg config) int {
 		return 1
 	}
 	cfg.repo = repo
-	return kit.Main("samenode", footprint, cfg.out, func(ctx context.Context) (kit.Report, error) {
-		restore, err := kit.SetAutogroupNice(cfg.nice)
-		if err != nil {
-			return kit.Report{}, err
-		}
-		defer restore()
+	return kit.Main("samenode", footprint, cfg.out, cfg.nice, func(ctx context.Context) (kit.Report, error) {
 		res, err := runBench(ctx, cfg)
 		if err != nil {
 			return kit.Report{}, err

@@ -84,12 +84,13 @@ func mountsUnder(dir string) []string {
 type Report struct{ Text, Markdown string }
 
 // Main is every benchmark command's frame: it refuses to run but as root,
-// sweeps the leftovers of an interrupted run, runs bench with a context
+// sweeps the leftovers of an interrupted run, gives the session's
+// autogroup the nice value nice (SetAutogroupNice), runs bench with a context
 // the first SIGINT or SIGTERM cancels (later ones are swallowed, so the
 // teardown always completes), prints the report and, when out is set,
 // writes its Markdown into out's section bench/<name>. It returns the exit
 // code.
-func Main(name string, lab Lab, out string, bench func(context.Context) (Report, error)) int {
+func Main(name string, lab Lab, out string, nice int, bench func(context.Context) (Report, error)) int {
 	if os.Geteuid() != 0 {
 		fmt.Fprintf(os.Stderr, "%s: must run as root (it creates network namespaces, bpffs mounts and cgroups)\n", name)
 		return 1
@@ -97,6 +98,12 @@ func Main(name string, lab Lab, out string, bench func(context.Context) (Report,
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	lab.Sweep()
+	restore, err := SetAutogroupNice(nice)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	defer restore()
 	rep, err := bench(ctx)
 	if ctx.Err() != nil {
 		fmt.Fprintf(os.Stderr, "%s: interrupted; topology removed\n", name)
