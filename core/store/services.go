@@ -59,6 +59,14 @@ type Service struct {
 	// NodePort and ExternalTrafficPolicy apply to NodePort services.
 	NodePort              uint16 `json:"nodePort,omitempty"`
 	ExternalTrafficPolicy string `json:"externalTrafficPolicy,omitempty"`
+	// External: clients outside the cluster reach VIP:Port at any node
+	// (Kubernetes externalIPs and LoadBalancer ingress IPs), not only
+	// sockets on the node.
+	External bool `json:"external,omitempty"`
+	// AffinityTimeout, when not zero, keeps a client IP on the backend it
+	// got for that many seconds since its last connection (Kubernetes
+	// sessionAffinity: ClientIP).
+	AffinityTimeout uint32 `json:"affinityTimeout,omitempty"`
 }
 
 var (
