@@ -34,6 +34,7 @@
 #include "parse.h"
 #include "endpoint.h"
 #include "counters.h"
+#include "dsr_counters.h"
 #include "l3.h"
 #include "nat.h"
 
@@ -177,23 +178,6 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_settings SEC(".maps");
-
-/* Counter indices; mirrored in plugins/dsr/counters.go. */
-enum {
-	CNT_LOCAL_DELIVER   = 0,
-	CNT_DSR_FORWARD     = 1,
-	CNT_DSR_OPT_ADDED   = 2,
-	CNT_SNAT_FORWARD    = 3,
-	CNT_SNAT_FALLBACK   = 4, /* options present or too big for the option */
-	CNT_OPT_ACCEPTED    = 5,
-	CNT_REPLY_REWRITE   = 6,
-	CNT_SNAT_REPLY      = 7,
-	CNT_DROP_NO_BACKEND = 8,
-	CNT_DROP_FORGED_OPT = 9,
-	CNT_DROP_NAT        = 10,
-	CNT_DROP_SNAT_PORTS = 11,
-	CNT_PASS            = 12,
-};
 
 struct packet {
 	struct iphdr   *ip;

@@ -20,6 +20,7 @@
 #include "parse.h"
 #include "endpoint.h"
 #include "counters.h"
+#include "native_route_counters.h"
 #include "l3.h"
 
 struct native_conf {
@@ -33,18 +34,6 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } native_settings SEC(".maps");
-
-/* Counter indices; mirrored in plugins/native-route/counters.go. */
-enum {
-	CNT_FIB_REDIRECT          = 0,
-	CNT_FIB_REDIRECT_NEIGH    = 1,
-	CNT_PASS_NEXT             = 2,
-	CNT_FIB_TO_STACK          = 3,
-	CNT_NETDEV_DELIVER        = 4,
-	CNT_NETDEV_PASS           = 5,
-	CNT_DROP_REWRITE          = 6,
-	CNT_DROP_NETDEV_MALFORMED = 7,
-};
 
 __inline __u32 device_ifindex(void)
 {

@@ -15,6 +15,7 @@
 
 #include "braid.h"
 #include "counters.h"
+#include "sock_lb_counters.h"
 
 #define ECONNREFUSED 111
 #define LB_SERVICES_MAX (1 << 16)
@@ -98,16 +99,6 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_settings SEC(".maps");
-
-/* Counter indices; mirrored in plugins/sock-lb/counters.go. */
-enum {
-	CNT_CONNECT_LB     = 0,
-	CNT_SENDMSG_LB     = 1,
-	CNT_REFUSED_EMPTY  = 2,
-	CNT_REVNAT         = 3,
-	CNT_SKIPPED_NETNS  = 4,
-	CNT_BACKEND_MISSING = 5,
-};
 
 __inline bool lb_applies(struct bpf_sock_addr *ctx)
 {

@@ -19,19 +19,7 @@
 #include "parse.h"
 #include "endpoint.h"
 #include "counters.h"
-
-/* Counter indices; mirrored in plugins/veth-ebpf/counters.go. */
-enum {
-	CNT_REDIRECT_PEER = 0,
-	CNT_PASS_NEXT     = 1,
-	CNT_DROP_SPOOF_IP = 2,
-	CNT_DROP_SPOOF_MAC = 3,
-	CNT_DROP_SPOOF_ARP = 4,
-	CNT_DROP_PROTO    = 5,
-	CNT_DROP_MALFORMED = 6,
-	CNT_DROP_NOT_OURS = 7,
-	CNT_TO_CONTAINER  = 8,
-};
+#include "veth_ebpf_counters.h"
 
 /* own_endpoint returns the endpoint that owns ip4 if it sits behind this veth. */
 __inline struct endpoint_info *own_endpoint(struct __sk_buff *skb, __u32 ip4)

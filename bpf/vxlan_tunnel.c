@@ -21,6 +21,7 @@
 #include "parse.h"
 #include "endpoint.h"
 #include "counters.h"
+#include "vxlan_tunnel_counters.h"
 #include "l3.h"
 
 #define TUNNEL_PEERS_MAX 4096
@@ -68,22 +69,6 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tunnel_settings SEC(".maps");
-
-/* Counter indices; mirrored in plugins/vxlan-tunnel/counters.go. */
-enum {
-	CNT_ENCAP            = 0,
-	CNT_PASS_NEXT        = 1,
-	CNT_DECAP_DELIVER    = 2,
-	CNT_DECAP_TO_STACK   = 3,
-	CNT_DROP_NO_KEY      = 4,
-	CNT_DROP_UNKNOWN_PEER = 5,
-	CNT_DROP_WRONG_VNI   = 6,
-	CNT_DROP_SPOOFED_INNER = 7,
-	CNT_DROP_MALFORMED   = 8,
-	CNT_DROP_SET_KEY     = 9,
-	CNT_NOT_CONFIGURED   = 10,
-	CNT_FRAG_NEEDED      = 11,
-};
 
 __inline struct tunnel_conf *settings(void)
 {

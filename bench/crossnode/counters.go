@@ -5,7 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/braid-cni/braid/bench/internal/kit"
+	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/plugins/counters"
 )
 
 // counterSet is a braid plugin's per-CPU counters map
@@ -15,21 +16,17 @@ type counterSet struct {
 	names  []string
 }
 
-// The CNT_ enums of bpf/vxlan_tunnel.c and bpf/native_route.c (and the
-// counterNames of their plugins' counters.go).
+// The routing plugins' counters (plugins/counters).
 var (
-	vxlanCounters = counterSet{"vxlan-tunnel", []string{"encap", "pass_next", "decap_deliver", "decap_to_stack",
-		"drop_no_key", "drop_unknown_peer", "drop_wrong_vni", "drop_spoofed_inner", "drop_malformed",
-		"drop_set_key", "not_configured", "frag_needed"}}
-	nativeCounters = counterSet{"native-route", []string{"fib_redirect", "fib_redirect_neigh", "pass_next",
-		"fib_to_stack", "netdev_deliver", "netdev_pass", "drop_rewrite", "drop_netdev_malformed"}}
+	vxlanCounters  = counterSet{"vxlan-tunnel", counters.Names("vxlan-tunnel")}
+	nativeCounters = counterSet{"native-route", counters.Names("native-route")}
 )
 
 // read sums the counters of d's routing plugin over both its nodes.
 func (d *datapath) readCounters() (map[string]uint64, error) {
 	sum := map[string]uint64{}
 	for _, n := range []*node{d.a, d.b} {
-		v, err := kit.ReadCounters(filepath.Join(n.bpfRoot(), d.counters.plugin, "counters"), len(d.counters.names))
+		v, err := maps.PinnedCounters(filepath.Join(n.bpfRoot(), d.counters.plugin, maps.CountersPin))
 		if err != nil {
 			return nil, fmt.Errorf("%s counters on %s: %w", d.counters.plugin, n.name, err)
 		}

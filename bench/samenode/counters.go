@@ -1,11 +1,14 @@
 package main
 
-import "github.com/braid-cni/braid/bench/internal/kit"
+import (
+	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/plugins/counters"
+)
 
 // veth-ebpf's counter indices (bpf/veth_ebpf.c).
 const (
-	cntRedirectPeer = 0
-	cntPassNext     = 1
+	cntRedirectPeer = int(counters.VethEbpfCounterCNT_REDIRECT_PEER)
+	cntPassNext     = int(counters.VethEbpfCounterCNT_PASS_NEXT)
 )
 
 // counted runs fn and adds the braid datapath's redirect_peer and
@@ -14,14 +17,14 @@ func (d *datapath) counted(fn func() error) error {
 	if d.counters == "" {
 		return fn()
 	}
-	before, err := kit.ReadCounters(d.counters, 2)
+	before, err := maps.PinnedCounters(d.counters)
 	if err != nil {
 		return err
 	}
 	if err := fn(); err != nil {
 		return err
 	}
-	after, err := kit.ReadCounters(d.counters, 2)
+	after, err := maps.PinnedCounters(d.counters)
 	if err != nil {
 		return err
 	}

@@ -248,8 +248,8 @@ func (t *topology) clusterDatapaths() []*datapath {
 		return d
 	}
 	return []*datapath{
-		vip("braid", "braid sock-lb", t.lbClient, t.lbBackend, counters(t.lb, "sock-lb", sockLBCounters)),
-		direct("braid-direct", "direct, braid node", t.lbClient, t.lbBackend, counters(t.lb, "sock-lb", sockLBCounters)),
+		vip("braid", "braid sock-lb", t.lbClient, t.lbBackend, countersOf(t.lb, "sock-lb")),
+		direct("braid-direct", "direct, braid node", t.lbClient, t.lbBackend, countersOf(t.lb, "sock-lb")),
 		vip("iptables", "kube-proxy iptables", t.kpClient, t.kpBackend),
 		direct("iptables-direct", "direct, kube-proxy node", t.kpClient, t.kpBackend),
 	}
@@ -263,8 +263,8 @@ func (t *topology) nodePortDatapaths() []*datapath {
 			target: entry.ip(), connPort: int(nodePortConn), rttPort: int(nodePortRTT), counters: cs, entry: entry, remote: remote}
 	}
 	return []*datapath{
-		np("dsr", "braid dsr", t.dsr1, t.dsr2, t.dsrBackend, counters(t.dsr1, "dsr", dsrCounters), counters(t.dsr2, "dsr", dsrCounters)),
-		np("snat", "braid dsr, mode snat", t.snat1, t.snat2, t.snatBackend, counters(t.snat1, "dsr", dsrCounters), counters(t.snat2, "dsr", dsrCounters)),
+		np("dsr", "braid dsr", t.dsr1, t.dsr2, t.dsrBackend, countersOf(t.dsr1, "dsr"), countersOf(t.dsr2, "dsr")),
+		np("snat", "braid dsr, mode snat", t.snat1, t.snat2, t.snatBackend, countersOf(t.snat1, "dsr"), countersOf(t.snat2, "dsr")),
 		np("iptables", "kube-proxy iptables", t.ipt1, t.ipt2, t.iptBackend),
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/braid-cni/braid/bench/internal/kit"
+	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/plugins/counters"
 )
 
 // datapath is one way from a client to the measured service's backend: the
@@ -26,15 +28,6 @@ func (d *datapath) pair(cpu string) kit.Pair {
 	return kit.Pair{Client: c, Server: s, ServerIP: d.serverIP, Target: d.target}
 }
 
-// Counter names of the braid plugins, index by index: the counterNames of
-// plugins/sock-lb/counters.go and plugins/dsr/counters.go (main packages,
-// so not importable).
-var (
-	sockLBCounters = []string{"connect_lb", "sendmsg_lb", "refused_empty", "revnat", "skipped_netns", "backend_missing"}
-	dsrCounters    = []string{"local_deliver", "dsr_forward", "dsr_opt_added", "snat_forward", "snat_fallback", "opt_accepted",
-		"reply_rewrite", "snat_reply", "drop_no_backend", "drop_forged_opt", "drop_nat", "drop_snat_ports", "pass"}
-)
-
 // counterSet is one plugin's counters on one node, and how much they grew
 // over a datapath's runs.
 type counterSet struct {
@@ -44,12 +37,18 @@ type counterSet struct {
 	delta  []uint64
 }
 
-func counters(n *node, plugin string, names []string) *counterSet {
+// countersOf is plugin's counters on n, named by plugins/counters.
+func countersOf(n *node, plugin string) *counterSet {
+	names := counters.Names(plugin)
 	return &counterSet{node: n, plugin: plugin, names: names, delta: make([]uint64, len(names))}
 }
 
 func (c *counterSet) read() ([]uint64, error) {
-	return kit.ReadCounters(filepath.Join(c.node.bpfRoot(), c.plugin, "counters"), len(c.names))
+	v, err := maps.PinnedCounters(filepath.Join(c.node.bpfRoot(), c.plugin, maps.CountersPin))
+	if err != nil {
+		return nil, err
+	}
+	return v[:len(c.names)], nil
 }
 
 // counted runs fn and adds the growth of d's counters over it.

@@ -121,21 +121,6 @@ func (e *Endpoints) All() (map[netip.Addr]EndpointInfo, error) {
 // MAC formats a map MAC for people.
 func MAC(b [6]byte) string { return net.HardwareAddr(b[:]).String() }
 
-// Counters sums a plugin's per-CPU counters map, index by index.
-func Counters(m *ebpf.Map) ([]uint64, error) {
-	out := make([]uint64, m.MaxEntries())
-	var perCPU []uint64
-	for i := range out {
-		if err := m.Lookup(uint32(i), &perCPU); err != nil {
-			return nil, err
-		}
-		for _, v := range perCPU {
-			out[i] += v
-		}
-	}
-	return out, nil
-}
-
 // IPv4Word is ip as a u32 whose memory holds the address in network byte
 // order: how the programs keep addresses (__be32).
 func IPv4Word(ip netip.Addr) uint32 {

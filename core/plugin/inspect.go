@@ -17,7 +17,7 @@ import (
 )
 
 // countersPin is the plugin's per-CPU counters map (bpf/include/counters.h).
-const countersPin = "counters"
+const countersPin = maps.CountersPin
 
 // inspection is what a plugin has on the node, found from its pins alone:
 // every plugin keeps its private maps in <bpfRoot>/<plugin>/ and its links in
@@ -158,16 +158,10 @@ func target(info *link.Info) (string, bool) {
 // readCounters sums the per-CPU counters: every named index, and any other
 // that counted something.
 func (in *inspection) readCounters(pin string, names []string) {
-	m, err := ebpf.LoadPinnedMap(pin, &ebpf.LoadPinOptions{ReadOnly: true})
+	values, err := maps.PinnedCounters(pin)
 	if errors.Is(err, os.ErrNotExist) {
 		return // no program has run yet
 	}
-	if err != nil {
-		in.problem("counters: %v", err)
-		return
-	}
-	defer m.Close()
-	values, err := maps.Counters(m)
 	if err != nil {
 		in.problem("counters: %v", err)
 		return

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/braid-cni/braid/plugins/counters"
 	"io"
 	"net"
 	"net/netip"
@@ -28,19 +29,19 @@ import (
 
 // Counter indices of bpf/dsr.c (names in plugins/dsr/counters.go).
 const (
-	ctrLocalDeliver = iota
-	ctrDSRForward
-	ctrDSROptAdded
-	ctrSNATForward
-	ctrSNATFallback
-	ctrOptAccepted
-	ctrReplyRewrite
-	ctrSNATReply
-	ctrDropNoBackend
-	ctrDropForgedOpt
-	ctrDropNAT
-	ctrDropSNATPorts
-	ctrPass
+	ctrLocalDeliver  = int(counters.DSRCounterCNT_LOCAL_DELIVER)
+	ctrDSRForward    = int(counters.DSRCounterCNT_DSR_FORWARD)
+	ctrDSROptAdded   = int(counters.DSRCounterCNT_DSR_OPT_ADDED)
+	ctrSNATForward   = int(counters.DSRCounterCNT_SNAT_FORWARD)
+	ctrSNATFallback  = int(counters.DSRCounterCNT_SNAT_FALLBACK)
+	ctrOptAccepted   = int(counters.DSRCounterCNT_OPT_ACCEPTED)
+	ctrReplyRewrite  = int(counters.DSRCounterCNT_REPLY_REWRITE)
+	ctrSNATReply     = int(counters.DSRCounterCNT_SNAT_REPLY)
+	ctrDropNoBackend = int(counters.DSRCounterCNT_DROP_NO_BACKEND)
+	ctrDropForgedOpt = int(counters.DSRCounterCNT_DROP_FORGED_OPT)
+	ctrDropNAT       = int(counters.DSRCounterCNT_DROP_NAT)
+	ctrDropSNATPorts = int(counters.DSRCounterCNT_DROP_SNAT_PORTS)
+	ctrPass          = int(counters.DSRCounterCNT_PASS)
 )
 
 const (

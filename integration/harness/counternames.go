@@ -1,102 +1,26 @@
 package harness
 
-// Counters by name: each plugin names its counter indexes in
-// plugins/<plugin>/counters.go (`var counterNames`, checked against the
-// C enum by the plugin's own tests). Plugins are main packages, so the
-// suites read that declaration from the source instead of importing it.
+// Counters by name: each plugin's counter names are its enum counter in
+// bpf/include/<plugin>_counters.h, read through plugins/counters (the
+// suites use its generated constants for indexes).
 
 import (
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-)
 
-var counterNamesCache sync.Map // plugin -> []string
+	"github.com/braid-cni/braid/plugins/counters"
+)
 
 // CounterNames are plugin's counter names, index by index.
 func CounterNames(t testing.TB, plugin string) []string {
 	t.Helper()
-	if v, ok := counterNamesCache.Load(plugin); ok {
-		return v.([]string)
+	names := counters.Names(plugin)
+	if names == nil {
+		t.Fatalf("plugin %q has no counters (plugins/counters knows %s)", plugin, strings.Join(counters.Plugins(), ", "))
 	}
-	repo, err := Repo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names, err := parseCounterNames(filepath.Join(repo, "plugins", plugin, "counters.go"))
-	if err != nil {
-		t.Fatalf("counter names of %s: %v", plugin, err)
-	}
-	counterNamesCache.Store(plugin, names)
 	return names
-}
-
-// parseCounterNames evaluates `var counterNames = []string{...}`, whose
-// elements are string literals, optionally keyed by constants of the same
-// file declared with iota in one const block.
-func parseCounterNames(path string) ([]string, error) {
-	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
-	if err != nil {
-		return nil, err
-	}
-	consts := map[string]int{}
-	var lit *ast.CompositeLit
-	for _, d := range f.Decls {
-		g, ok := d.(*ast.GenDecl)
-		if !ok {
-			continue
-		}
-		for i, s := range g.Specs {
-			v := s.(*ast.ValueSpec)
-			for _, n := range v.Names {
-				if g.Tok == token.CONST {
-					consts[n.Name] = i // iota: the spec's position in the block
-				}
-				if g.Tok == token.VAR && n.Name == "counterNames" && len(v.Values) == 1 {
-					lit, _ = v.Values[0].(*ast.CompositeLit)
-				}
-			}
-		}
-	}
-	if lit == nil {
-		return nil, fmt.Errorf("%s: no `var counterNames = []string{...}`", path)
-	}
-	byIndex := map[int]string{}
-	for i, e := range lit.Elts {
-		idx := i
-		if kv, ok := e.(*ast.KeyValueExpr); ok {
-			id, ok := kv.Key.(*ast.Ident)
-			c, known := consts[id.Name]
-			if !ok || !known {
-				return nil, fmt.Errorf("%s: counterNames key %v is not a constant of the file", path, kv.Key)
-			}
-			idx, e = c, kv.Value
-		}
-		bl, ok := e.(*ast.BasicLit)
-		if !ok || bl.Kind != token.STRING {
-			return nil, fmt.Errorf("%s: counterNames element %d is not a string literal", path, i)
-		}
-		s, err := strconv.Unquote(bl.Value)
-		if err != nil {
-			return nil, err
-		}
-		byIndex[idx] = s
-	}
-	names := make([]string, len(byIndex))
-	for i, s := range byIndex {
-		if i >= len(names) {
-			return nil, fmt.Errorf("%s: counterNames has a gap before index %d", path, i)
-		}
-		names[i] = s
-	}
-	return names, nil
 }
 
 // CounterSet is a snapshot of one plugin's counters on one node.

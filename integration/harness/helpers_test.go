@@ -61,27 +61,6 @@ func TestReadPcap(t *testing.T) {
 }
 
 func TestCounterNames(t *testing.T) {
-	src := `package main
-const (
-	cntA = iota
-	cntB
-	cntC
-)
-var counterNames = []string{cntC: "c", cntA: "a", cntB: "b"}
-`
-	path := filepath.Join(t.TempDir(), "counters.go")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := parseCounterNames(path); err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
-		t.Errorf("keyed: %v, %v", got, err)
-	}
-	if err := os.WriteFile(path, []byte("package main\nvar counterNames = []string{\"x\", \"y\"}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := parseCounterNames(path); err != nil || !slices.Equal(got, []string{"x", "y"}) {
-		t.Errorf("plain: %v, %v", got, err)
-	}
 	for _, p := range []string{"veth-ebpf", "vxlan-tunnel", "native-route"} {
 		if names := CounterNames(t, p); len(names) < 5 {
 			t.Errorf("%s: %v", p, names)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf"
+	"github.com/braid-cni/braid/core/maps"
 	"github.com/vishvananda/netlink"
 )
 
@@ -128,22 +128,11 @@ func (n *Node) HostVeths(t testing.TB) []string {
 // total of each index over all CPUs.
 func (n *Node) Counters(t testing.TB, plugin string) []uint64 {
 	t.Helper()
-	m, err := ebpf.LoadPinnedMap(filepath.Join(n.BPFRoot, plugin, "counters"), &ebpf.LoadPinOptions{ReadOnly: true})
+	c, err := maps.PinnedCounters(filepath.Join(n.BPFRoot, plugin, maps.CountersPin))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s counters: %v", plugin, err)
 	}
-	defer m.Close()
-	totals := make([]uint64, m.MaxEntries())
-	for i := range totals {
-		var perCPU []uint64
-		if err := m.Lookup(uint32(i), &perCPU); err != nil {
-			t.Fatalf("counters[%d]: %v", i, err)
-		}
-		for _, v := range perCPU {
-			totals[i] += v
-		}
-	}
-	return totals
+	return c
 }
 
 // logTail puts the end of the node's plugin log into t's output.

@@ -46,7 +46,7 @@ func TestClusterIP(t *testing.T) {
 	p := n1.Probe(t, client.NS)
 
 	t.Run("TCP spread over backends on two nodes", func(t *testing.T) {
-		before := counters(t, n1)
+		before := n1.Counters(t, plugin)
 		const n = 300
 		rs := do(t, p, sockprobe.Request{Op: sockprobe.OpTCP, Dst: vipWeb, N: n, StopOnError: true})
 		got := harness.Tally(rs)
@@ -59,7 +59,7 @@ func TestClusterIP(t *testing.T) {
 				t.Fatalf("getpeername on a connection to %s: %s (answered by %s), want the VIP", vipWeb, r.Peer, r.Reply)
 			}
 		}
-		if d := counters(t, n1)[cntConnectLB] - before[cntConnectLB]; d != n {
+		if d := n1.Counters(t, plugin)[cntConnectLB] - before[cntConnectLB]; d != n {
 			t.Errorf("node 1 counted %d balanced connects, want %d", d, n)
 		}
 		t.Logf("%d connects: %v", n, got)
@@ -95,17 +95,17 @@ func TestClusterIP(t *testing.T) {
 	})
 
 	t.Run("service without backends refuses", func(t *testing.T) {
-		before := counters(t, n1)
+		before := n1.Counters(t, plugin)
 		if r := one(t, p, sockprobe.Request{Op: sockprobe.OpTCP, Dst: vipEmpty}); r.Err != "ECONNREFUSED" {
 			t.Errorf("connect to the empty %s: %+v, want ECONNREFUSED", vipEmpty, r)
 		}
-		if d := counters(t, n1)[cntRefusedEmpty] - before[cntRefusedEmpty]; d != 1 {
+		if d := n1.Counters(t, plugin)[cntRefusedEmpty] - before[cntRefusedEmpty]; d != 1 {
 			t.Errorf("refused_empty counted %d, want 1", d)
 		}
 	})
 
 	t.Run("non-service address untouched", func(t *testing.T) {
-		before := counters(t, n1)
+		before := n1.Counters(t, plugin)
 		r := one(t, p, sockprobe.Request{Op: sockprobe.OpTCP, Dst: plain.tcp.String()})
 		if r.Err != "" || r.Reply != "plain" || r.Peer != plain.tcp.String() {
 			t.Errorf("connect to the pod %s: %+v, want plain's answer, peer %s", plain.tcp, r, plain.tcp)
@@ -117,7 +117,7 @@ func TestClusterIP(t *testing.T) {
 		} else {
 			t.Logf("connect to %s (no service): %s", vipNone, r.Err)
 		}
-		after := counters(t, n1)
+		after := n1.Counters(t, plugin)
 		for _, i := range []int{cntConnectLB, cntSendmsgLB, cntRefusedEmpty, cntBackendMissing} {
 			if after[i] != before[i] {
 				t.Errorf("counter %d moved from %d to %d on connects to no service", i, before[i], after[i])

@@ -45,14 +45,14 @@ func TestHostNamespaceOnly(t *testing.T) {
 
 	pod := n1.Probe(t, client.NS)
 	node := n1.Probe(t, n1.NS)
-	before := counters(t, n1)
+	before := n1.Counters(t, plugin)
 	if r := one(t, pod, sockprobe.Request{Op: sockprobe.OpTCP, Dst: vipWeb}); r.Err != "" || r.Reply != "vip-itself" || r.Peer != vipWeb {
 		t.Errorf("pod's connect to %s: %+v, want it untouched (answered by vip-itself)", vipWeb, r)
 	}
 	if r := one(t, pod, sockprobe.Request{Op: sockprobe.OpUDP, Dst: vipDNS}); r.Err == "" {
 		t.Errorf("pod's datagram to %s: %+v, want it untouched (nothing answers UDP on the VIP)", vipDNS, r)
 	}
-	mid := counters(t, n1)
+	mid := n1.Counters(t, plugin)
 	if d := mid[cntSkippedNetns] - before[cntSkippedNetns]; d < 2 {
 		t.Errorf("skipped_netns counted %d, want >= 2", d)
 	}
@@ -69,7 +69,7 @@ func TestHostNamespaceOnly(t *testing.T) {
 	if r := one(t, node, sockprobe.Request{Op: sockprobe.OpUDP, Dst: vipDNS}); r.Err != "" || r.Reply != "b2" || r.From != vipDNS {
 		t.Errorf("node's own datagram to %s: %+v, want b2's answer from the VIP", vipDNS, r)
 	}
-	if d := counters(t, n1)[cntConnectLB] - mid[cntConnectLB]; d != 10 {
+	if d := n1.Counters(t, plugin)[cntConnectLB] - mid[cntConnectLB]; d != 10 {
 		t.Errorf("connect_lb counted %d, want 10", d)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/braid-cni/braid/plugins/counters"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -30,12 +31,12 @@ const plugin = "sock-lb"
 
 // Counter indices of bpf/sock_lb.c.
 const (
-	cntConnectLB = iota
-	cntSendmsgLB
-	cntRefusedEmpty
-	cntRevNAT
-	cntSkippedNetns
-	cntBackendMissing
+	cntConnectLB      = int(counters.SockLBCounterCNT_CONNECT_LB)
+	cntSendmsgLB      = int(counters.SockLBCounterCNT_SENDMSG_LB)
+	cntRefusedEmpty   = int(counters.SockLBCounterCNT_REFUSED_EMPTY)
+	cntRevNAT         = int(counters.SockLBCounterCNT_REVNAT)
+	cntSkippedNetns   = int(counters.SockLBCounterCNT_SKIPPED_NETNS)
+	cntBackendMissing = int(counters.SockLBCounterCNT_BACKEND_MISSING)
 )
 
 // Ports the backend pods serve on.
@@ -99,11 +100,6 @@ func do(t *testing.T, p *sockprobe.Probe, req sockprobe.Request) []sockprobe.Res
 func one(t *testing.T, p *sockprobe.Probe, req sockprobe.Request) sockprobe.Result {
 	t.Helper()
 	return do(t, p, req)[0]
-}
-
-func counters(t *testing.T, n *harness.Node) []uint64 {
-	t.Helper()
-	return n.Counters(t, plugin)
 }
 
 // requireMentions fails t unless err is a CNI error whose message contains

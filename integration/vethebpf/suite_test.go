@@ -5,6 +5,7 @@ package vethebpf
 
 import (
 	"errors"
+	"github.com/braid-cni/braid/plugins/counters"
 	"strings"
 	"testing"
 
@@ -19,9 +20,9 @@ const (
 
 // Counter indices of bpf/veth_ebpf.c.
 const (
-	cntRedirectPeer = 0
-	cntDropSpoofIP  = 2
-	cntDropSpoofMAC = 3
+	cntRedirectPeer = int(counters.VethEbpfCounterCNT_REDIRECT_PEER)
+	cntDropSpoofIP  = int(counters.VethEbpfCounterCNT_DROP_SPOOF_IP)
+	cntDropSpoofMAC = int(counters.VethEbpfCounterCNT_DROP_SPOOF_MAC)
 )
 
 // setup builds a one-node topology and the node's veth-ebpf chain.

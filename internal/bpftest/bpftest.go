@@ -2,7 +2,7 @@
 // a plugin's objects with nothing pinned, run a tc program on a crafted frame
 // with BPF_PROG_TEST_RUN, compare counters, move a test into a network
 // namespace of its own (for programs that consult routes, neighbours or
-// devices), and read the counter enum of a plugin's C source.
+// devices).
 //
 // A tc program under test_run sees the frame as received on the device
 // named by SkbContext.Ifindex (0 and 1 mean the loopback device); helpers
@@ -15,9 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strconv"
 	"testing"
 
 	"github.com/braid-cni/braid/core/maps"
@@ -224,41 +222,3 @@ func linkUp(name string) error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-var enumEntry = regexp.MustCompile(`(?m)^\s*CNT_([A-Z0-9_]+)\s*=\s*(\d+)\s*,`)
-
-// CounterEnum reads the CNT_<NAME> = <n> entries of a C source (relative to
-// the test's package folder, e.g. "../../bpf/vxlan_tunnel.c") and returns
-// the names, lower-cased, index by index.
-func CounterEnum(t testing.TB, cfile string) []string {
-	t.Helper()
-	src, err := os.ReadFile(cfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byIndex := map[int]string{}
-	for _, m := range enumEntry.FindAllStringSubmatch(string(src), -1) {
-		i, _ := strconv.Atoi(m[2])
-		if old, dup := byIndex[i]; dup {
-			t.Fatalf("%s: CNT_ index %d used by %s and %s", cfile, i, old, m[1])
-		}
-		byIndex[i] = lower(m[1])
-	}
-	names := make([]string, len(byIndex))
-	for i, n := range byIndex {
-		if i >= len(names) {
-			t.Fatalf("%s: the CNT_ enum has a gap before %d", cfile, i)
-		}
-		names[i] = n
-	}
-	return names
-}
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}

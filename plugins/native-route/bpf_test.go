@@ -316,16 +316,3 @@ func lying(frame []byte, edit func(ip []byte)) []byte {
 	binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip[:20]))
 	return f
 }
-
-// The counter names mirror the C enum, index by index.
-func TestCountersMatchSource(t *testing.T) {
-	enum := bpftest.CounterEnum(t, "../../bpf/native_route.c")
-	if len(enum) != len(counterNames) {
-		t.Fatalf("bpf/native_route.c has %d counters, counters.go %d", len(enum), len(counterNames))
-	}
-	for i, name := range enum {
-		if counterNames[i] != name {
-			t.Errorf("counter %d: C says %q, counters.go %q", i, name, counterNames[i])
-		}
-	}
-}

@@ -13,6 +13,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/braid-cni/braid/internal/bpftest"
+	"github.com/braid-cni/braid/plugins/counters"
 	"net/netip"
 	"testing"
 
@@ -30,15 +32,15 @@ const (
 
 // Counter indices of bpf/veth_ebpf.c (counters.go names them).
 const (
-	ctrRedirectPeer = iota
-	ctrPassNext
-	ctrDropSpoofIP
-	ctrDropSpoofMAC
-	ctrDropSpoofARP
-	ctrDropProto
-	ctrDropMalformed
-	ctrDropNotOurs
-	ctrToContainer
+	ctrRedirectPeer  = int(counters.VethEbpfCounterCNT_REDIRECT_PEER)
+	ctrPassNext      = int(counters.VethEbpfCounterCNT_PASS_NEXT)
+	ctrDropSpoofIP   = int(counters.VethEbpfCounterCNT_DROP_SPOOF_IP)
+	ctrDropSpoofMAC  = int(counters.VethEbpfCounterCNT_DROP_SPOOF_MAC)
+	ctrDropSpoofARP  = int(counters.VethEbpfCounterCNT_DROP_SPOOF_ARP)
+	ctrDropProto     = int(counters.VethEbpfCounterCNT_DROP_PROTO)
+	ctrDropMalformed = int(counters.VethEbpfCounterCNT_DROP_MALFORMED)
+	ctrDropNotOurs   = int(counters.VethEbpfCounterCNT_DROP_NOT_OURS)
+	ctrToContainer   = int(counters.VethEbpfCounterCNT_TO_CONTAINER)
 )
 
 // skbContext is the head of struct __sk_buff, up to ifindex: test_run takes
@@ -117,15 +119,6 @@ func run(prog *ebpf.Program, frame []byte) (uint32, []byte, error) {
 	return ret, opts.DataOut, err
 }
 
-func counters(t testing.TB, m *ebpf.Map) []uint64 {
-	t.Helper()
-	c, err := maps.Counters(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func verdictName(v uint32) string {
 	switch v {
 	case verdictShot:
@@ -152,7 +145,7 @@ type progCase struct {
 func check(t *testing.T, objs *vethEbpfObjects, prog *ebpf.Program, cases []progCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := counters(t, objs.Counters)
+			before := bpftest.Counters(t, objs.Counters)
 			verdict, out, err := run(prog, tc.frame)
 			if err != nil {
 				t.Fatal(err)
@@ -167,7 +160,7 @@ func check(t *testing.T, objs *vethEbpfObjects, prog *ebpf.Program, cases []prog
 			if !bytes.Equal(out, want) {
 				t.Errorf("frame out:\n% x\nwant:\n% x", out, want)
 			}
-			after := counters(t, objs.Counters)
+			after := bpftest.Counters(t, objs.Counters)
 			for i := range after {
 				want := before[i]
 				if i == tc.counter {

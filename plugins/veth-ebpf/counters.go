@@ -1,8 +1,8 @@
 package main
 
-// counterNames are the indexes of the counters map, in the order of the
-// enum in bpf/veth_ebpf.c ("drop" marks drops, for braid agent's metrics).
-var counterNames = []string{
-	"redirect_peer", "pass_next", "drop_spoof_ip", "drop_spoof_mac", "drop_spoof_arp",
-	"drop_proto", "drop_malformed", "drop_not_ours", "to_container",
-}
+import "github.com/braid-cni/braid/plugins/counters"
+
+// counterNames name the indexes of the counters map: enum counter of
+// bpf/include/veth_ebpf_counters.h, read through plugins/counters ("drop" marks
+// drops, for braid agent's metrics; `braid status` shows them).
+var counterNames = counters.Names("veth-ebpf")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/braid-cni/braid/internal/bpftest"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
@@ -66,7 +67,7 @@ func TestShortFramesOnVeth(t *testing.T) {
 		}
 	}
 
-	before := counters(t, objs.Counters)[ctrDropMalformed]
+	before := bpftest.Counters(t, objs.Counters)[ctrDropMalformed]
 	full := udpFrame(podA.info.HostMAC, podA.info.PodMAC, podA.ip, podB.ip)
 	sent := 0
 	for _, n := range []int{14, 20, 33} {
@@ -76,7 +77,7 @@ func TestShortFramesOnVeth(t *testing.T) {
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		got := counters(t, objs.Counters)[ctrDropMalformed] - before
+		got := bpftest.Counters(t, objs.Counters)[ctrDropMalformed] - before
 		if got == uint64(sent) {
 			return
 		}

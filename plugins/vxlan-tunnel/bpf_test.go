@@ -368,16 +368,3 @@ func equal(a, b []uint64) bool {
 	}
 	return true
 }
-
-// The counter names mirror the C enum, index by index.
-func TestCountersMatchSource(t *testing.T) {
-	enum := bpftest.CounterEnum(t, "../../bpf/vxlan_tunnel.c")
-	if len(enum) != len(counterNames) {
-		t.Fatalf("bpf/vxlan_tunnel.c has %d counters, counters.go %d", len(enum), len(counterNames))
-	}
-	for i, name := range enum {
-		if counterNames[i] != name {
-			t.Errorf("counter %d: C says %q, counters.go %q", i, name, counterNames[i])
-		}
-	}
-}
