@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all deps proto-tools proto generate check-generated build install test unit integration fuzz fuzz-short bench bench-agent demo lint clean
+.PHONY: all deps k8s-bins proto-tools proto generate check-generated build install test unit integration fuzz fuzz-short bench bench-agent demo lint clean
 
 all: build
 
@@ -26,6 +26,18 @@ deps:
 		github.com/containernetworking/plugins/plugins/main/ptp@$(CNI_PLUGINS_VERSION) \
 		github.com/containernetworking/plugins/plugins/main/bridge@$(CNI_PLUGINS_VERSION) \
 		github.com/containernetworking/plugins/plugins/ipam/host-local@$(CNI_PLUGINS_VERSION)
+
+# The real Kubernetes binaries integration/kubernetes runs (hack/k8s-build.sh
+# builds them from hack/k8s at one pinned release, once: a fresh machine pays
+# about 7 minutes, later runs find them cached). Tests find them through
+# BRAID_K8S_BIN; under CI=true a missing one fails the suite.
+export BRAID_CACHE ?= /var/cache/braid
+K8S_RELEASE := $(shell awk '$$1=="require" && $$2=="k8s.io/kubernetes" {print $$3}' hack/k8s/go.mod)
+export BRAID_K8S_BIN ?= $(BRAID_CACHE)/k8s/$(K8S_RELEASE)/bin
+K8S_TEST_BINS ?= kube-apiserver
+
+k8s-bins:
+	@hack/k8s-build.sh $(K8S_TEST_BINS) >/dev/null
 
 generate: deps proto
 	$(GO) generate ./plugins/...
@@ -57,7 +69,7 @@ install: build
 	install -m 0755 $(BIN)/braid /usr/local/bin/braid
 
 # Unit and integration tests; the integration suites need root.
-test: deps check-generated build
+test: deps check-generated build k8s-bins
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz-short

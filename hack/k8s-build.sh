@@ -8,6 +8,10 @@ cd "$(dirname "$0")/k8s"
 release=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' go.mod)
 bin=${BRAID_CACHE:-/var/cache/braid}/k8s/$release/bin
 mkdir -p "$bin"
+# One build at a time (two makes, or a make beside a bench): the second
+# waits, then finds the binary there.
+exec 9>"$bin/.lock"
+flock 9
 cmds=("$@")
 [ ${#cmds[@]} -gt 0 ] || cmds=(kube-apiserver kube-controller-manager kube-proxy kubelet)
 for c in "${cmds[@]}"; do
