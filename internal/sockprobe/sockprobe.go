@@ -71,6 +71,10 @@ type Request struct {
 	Payload string `json:"payload,omitempty"`
 	// StopOnError ends an OpTCP or OpUDP series at its first failure.
 	StopOnError bool `json:"stopOnError,omitempty"`
+	// Mapped makes OpTCP, OpUDP and OpUDPConnected use an IPv6 socket
+	// (as a dual-stack program does) and Dst's v4-mapped address,
+	// ::ffff:a.b.c.d; the addresses in the results are then IPv6 too.
+	Mapped bool `json:"mapped,omitempty"`
 }
 
 // Result is the outcome of one connect (or one datagram).
@@ -135,12 +139,15 @@ func (p *probe) do(req Request) Response {
 		if dst, err = netip.ParseAddrPort(req.Dst); err != nil || !dst.Addr().Is4() {
 			return Response{Err: fmt.Sprintf("dst %q is not IPv4:port", req.Dst)}
 		}
+		if req.Mapped {
+			dst = netip.AddrPortFrom(netip.AddrFrom16(dst.Addr().As16()), dst.Port())
+		}
 	}
 	var res []Result
 	switch req.Op {
 	case OpTCP:
 		for range n {
-			r := tcpOnce(dst, nil)
+			r := tcpOnce(dst, nil, req.Mapped)
 			res = append(res, r)
 			if r.Err != "" && req.StopOnError {
 				break
@@ -148,7 +155,7 @@ func (p *probe) do(req Request) Response {
 		}
 	case OpOpen:
 		var c net.Conn
-		r := tcpOnce(dst, &c)
+		r := tcpOnce(dst, &c, req.Mapped)
 		if c != nil {
 			p.nextID++
 			p.conns[p.nextID] = c
@@ -182,7 +189,7 @@ func (p *probe) do(req Request) Response {
 	case OpUDP:
 		return udpSeries(dst, n, req)
 	case OpUDPConnected:
-		res = append(res, udpConnected(dst, req.Payload))
+		res = append(res, udpConnected(dst, req.Payload, req.Mapped))
 	case OpPing:
 	default:
 		return Response{Err: fmt.Sprintf("unknown op %q", req.Op)}
@@ -192,9 +199,15 @@ func (p *probe) do(req Request) Response {
 
 // tcpOnce connects to dst and reads the server's greeting; with keep it
 // hands the connection over instead of closing it.
-func tcpOnce(dst netip.AddrPort, keep *net.Conn) Result {
+func tcpOnce(dst netip.AddrPort, keep *net.Conn, mapped bool) Result {
 	var r Result
-	c, err := net.DialTimeout("tcp4", dst.String(), OpTimeout)
+	var c net.Conn
+	var err error
+	if mapped {
+		c, err = dial6(unix.SOCK_STREAM, dst)
+	} else {
+		c, err = net.DialTimeout("tcp4", dst.String(), OpTimeout)
+	}
 	if err != nil {
 		r.Err = errName(err)
 		return r
@@ -211,7 +224,13 @@ func tcpOnce(dst netip.AddrPort, keep *net.Conn) Result {
 }
 
 func udpSeries(dst netip.AddrPort, n int, req Request) Response {
-	c, err := net.ListenUDP("udp4", nil)
+	var c *net.UDPConn
+	var err error
+	if req.Mapped {
+		c, err = udp6()
+	} else {
+		c, err = net.ListenUDP("udp4", nil)
+	}
 	if err != nil {
 		return Response{Err: err.Error()}
 	}
@@ -230,7 +249,7 @@ func udpSeries(dst netip.AddrPort, n int, req Request) Response {
 		} else if m, from, err := c.ReadFromUDPAddrPort(buf); err != nil {
 			r.Err = errName(err)
 		} else {
-			r.From, r.Reply = unmap(from).String(), string(buf[:m])
+			r.From, r.Reply = fromString(from, req.Mapped), string(buf[:m])
 		}
 		res = append(res, r)
 		if r.Err != "" && req.StopOnError {
@@ -240,9 +259,18 @@ func udpSeries(dst netip.AddrPort, n int, req Request) Response {
 	return Response{Results: res}
 }
 
-func udpConnected(dst netip.AddrPort, payload string) Result {
+func udpConnected(dst netip.AddrPort, payload string, mapped bool) Result {
 	var r Result
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+	var c *net.UDPConn
+	var err error
+	if mapped {
+		var nc net.Conn
+		if nc, err = dial6(unix.SOCK_DGRAM, dst); err == nil {
+			c = nc.(*net.UDPConn)
+		}
+	} else {
+		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+	}
 	if err != nil {
 		r.Err = errName(err)
 		return r
@@ -259,9 +287,69 @@ func udpConnected(dst netip.AddrPort, payload string) Result {
 	} else if m, from, err := c.ReadFromUDPAddrPort(buf); err != nil {
 		r.Err = errName(err)
 	} else {
-		r.From, r.Reply = unmap(from).String(), string(buf[:m])
+		r.From, r.Reply = fromString(from, mapped), string(buf[:m])
 	}
 	return r
+}
+
+// fromString is a datagram's source as the test compares it: IPv4 for an
+// IPv4 socket, as the kernel gave it (v4-mapped) for an IPv6 one.
+func fromString(from netip.AddrPort, mapped bool) string {
+	if mapped {
+		return from.String()
+	}
+	return unmap(from).String()
+}
+
+// socket6 is an IPv6 socket of typ, dual-stack (IPV6_V6ONLY off, as
+// programs that use one socket for both families set it).
+func socket6(typ int) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_INET6, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "socket6"), nil
+}
+
+// dial6 connects an IPv6 socket of typ to dst (blocking, bounded by
+// OpTimeout through SO_SNDTIMEO), for the net package's helpers after.
+func dial6(typ int, dst netip.AddrPort) (net.Conn, error) {
+	f, err := socket6(typ)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // net.FileConn holds its own copy
+	tv := unix.NsecToTimeval(OpTimeout.Nanoseconds())
+	fd := int(f.Fd())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return nil, err
+	}
+	sa := &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
+	if err := unix.Connect(fd, sa); err != nil {
+		if errors.Is(err, unix.EINPROGRESS) {
+			err = unix.ETIMEDOUT // SO_SNDTIMEO ran out
+		}
+		return nil, err
+	}
+	return net.FileConn(f)
+}
+
+// udp6 is an unconnected dual-stack UDP socket.
+func udp6() (*net.UDPConn, error) {
+	f, err := socket6(unix.SOCK_DGRAM)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.UDPConn), nil
 }
 
 // names asks the kernel (getsockname, getpeername) rather than trusting
@@ -285,6 +373,9 @@ func names(c syscall.Conn) (local, peer string) {
 func sockaddr(sa unix.Sockaddr) string {
 	if in, ok := sa.(*unix.SockaddrInet4); ok {
 		return netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(in.Port)).String()
+	}
+	if in, ok := sa.(*unix.SockaddrInet6); ok {
+		return netip.AddrPortFrom(netip.AddrFrom16(in.Addr), uint16(in.Port)).String()
 	}
 	return fmt.Sprintf("%v", sa)
 }

@@ -21,6 +21,10 @@ const (
 	SockLBCounterCNT_REVNAT          SockLBCounter = 3
 	SockLBCounterCNT_SKIPPED_NETNS   SockLBCounter = 4
 	SockLBCounterCNT_BACKEND_MISSING SockLBCounter = 5
+	SockLBCounterCNT_NODEPORT_LB     SockLBCounter = 6
+	SockLBCounterCNT_MAPPED_LB       SockLBCounter = 7
+	SockLBCounterCNT_AFFINITY_HIT    SockLBCounter = 8
+	SockLBCounterCNT_AFFINITY_STALE  SockLBCounter = 9
 )
 
 // Names of all BPF objects in the ELF.

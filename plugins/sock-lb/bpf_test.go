@@ -120,8 +120,14 @@ func newLB(t *testing.T) *lbEnv {
 // on the node would, with services as the cluster's.
 func (e *lbEnv) reconcile(services ...store.Service) {
 	e.t.Helper()
+	e.reconcileCluster(chained.Cluster{Services: services})
+}
+
+// reconcileCluster is reconcile with nodes as well.
+func (e *lbEnv) reconcileCluster(c chained.Cluster) {
+	e.t.Helper()
 	r := &plugin.Report{}
-	if err := e.node.do(func() error { return e.d.Reconcile(chained.Cluster{Services: services}, r) }); err != nil {
+	if err := e.node.do(func() error { return e.d.Reconcile(c, r) }); err != nil {
 		e.t.Fatalf("reconcile: %v", err)
 	}
 	if len(r.Problems) > 0 {

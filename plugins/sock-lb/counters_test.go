@@ -20,3 +20,17 @@ const (
 	// (the maps disagree; failed with ECONNREFUSED).
 	cntBackendMissing = int(counters.SockLBCounterCNT_BACKEND_MISSING)
 )
+
+const (
+	// cntNodePortLB counts, of those balanced, connects and sends to
+	// <a node IP>:<nodePort>.
+	cntNodePortLB = int(counters.SockLBCounterCNT_NODEPORT_LB)
+	// cntMappedLB counts, of those balanced, IPv6 sockets' connects and
+	// sends to a v4-mapped address.
+	cntMappedLB = int(counters.SockLBCounterCNT_MAPPED_LB)
+	// cntAffinityHit counts picks that kept the client's backend.
+	cntAffinityHit = int(counters.SockLBCounterCNT_AFFINITY_HIT)
+	// cntAffinityStale counts affinity entries whose backend left its
+	// slot: the client was given a new one.
+	cntAffinityStale = int(counters.SockLBCounterCNT_AFFINITY_STALE)
+)

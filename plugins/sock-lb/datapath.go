@@ -42,7 +42,9 @@ func (d *datapath) PodProgram() *ebpf.Program                          { return 
 func (d *datapath) AdjustPod(chained.Cluster, *chain.Attachment) error { return nil }
 func (d *datapath) CheckPod(chained.Cluster, *chain.Attachment) error  { return nil }
 
-// hooks are the four socket programs and where they attach.
+// hooks are the socket programs and where they attach: the IPv4 hooks, and
+// the IPv6 ones for dual-stack sockets reaching services at v4-mapped
+// addresses.
 func (d *datapath) hooks() []struct {
 	name   string
 	attach ebpf.AttachType
@@ -57,6 +59,10 @@ func (d *datapath) hooks() []struct {
 		{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, d.objs.SockSendmsg4},
 		{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg, d.objs.SockRecvmsg4},
 		{"getpeername4", ebpf.AttachCgroupInet4GetPeername, d.objs.SockGetpeername4},
+		{"connect6", ebpf.AttachCGroupInet6Connect, d.objs.SockConnect6},
+		{"sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, d.objs.SockSendmsg6},
+		{"recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, d.objs.SockRecvmsg6},
+		{"getpeername6", ebpf.AttachCgroupInet6GetPeername, d.objs.SockGetpeername6},
 	}
 }
 
@@ -90,8 +96,8 @@ func (d *datapath) Reconcile(c chained.Cluster, r *plugin.Report) error {
 	return d.syncServices(c, r)
 }
 
-// CheckNode verifies the attachments and that every service is in the maps
-// with its backend count.
+// CheckNode verifies the attachments, that every service is in the maps
+// with its backend count (and every node port), and the node IPs.
 func (d *datapath) CheckNode(c chained.Cluster) error {
 	for _, h := range d.hooks() {
 		if err := cgroup.Verify(d.conf.CgroupRoot, d.hookPin(h.name)); err != nil {
@@ -103,9 +109,15 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 		if err := d.objs.LbServices.Lookup(serviceKey(s), &v); err != nil {
 			return fmt.Errorf("service %s (%s:%d/%s) is not in the service map", s.Name, s.VIP, s.Port, s.Protocol)
 		}
-		if int(v.Count) != len(s.Backends) || v.Id != s.ID {
-			return fmt.Errorf("service %s is id %d with %d backends in the map, id %d with %d in the store",
-				s.Name, v.Id, v.Count, s.ID, len(s.Backends))
+		if want := serviceEntry(s); v != want {
+			return fmt.Errorf("service %s is id %d with %d backends and affinity %ds in the map, id %d with %d and %ds in the store",
+				s.Name, v.Id, v.Count, v.Affinity, s.ID, len(s.Backends), s.AffinityTimeout)
+		}
+		if nk, ok := nodePortKey(s); ok {
+			var np sockLbLbService
+			if err := d.objs.LbNodeports.Lookup(nk, &np); err != nil || np != v {
+				return fmt.Errorf("service %s: node port %d/%s is not in the node port map as the service", s.Name, s.NodePort, s.Protocol)
+			}
 		}
 		for slot, b := range s.Backends {
 			var be sockLbLbBackend
@@ -114,6 +126,27 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 				return fmt.Errorf("service %s: backend slot %d is not %s in the backend map", s.Name, slot, b)
 			}
 		}
+	}
+	return d.checkNodeIPs(c)
+}
+
+// checkNodeIPs: lb_nodeips holds exactly this node's and its peers' IPs.
+func (d *datapath) checkNodeIPs(c chained.Cluster) error {
+	want := nodeIPs(c)
+	var ip, v uint32
+	n := 0
+	it := d.objs.LbNodeips.Iterate()
+	for it.Next(&ip, &v) {
+		if _, ok := want[ip]; !ok {
+			return fmt.Errorf("node IP map holds %s, which is not a node of the cluster", maps.WordIPv4(ip))
+		}
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("node IP map: %w", err)
+	}
+	if n != len(want) {
+		return fmt.Errorf("node IP map holds %d node IPs, the cluster has %d", n, len(want))
 	}
 	return nil
 }

@@ -14,6 +14,24 @@ func serviceKey(s store.Service) sockLbLbServiceKey {
 	return sockLbLbServiceKey{Vip: maps.IPv4Word(s.VIP), Port: maps.Port16(s.Port), Proto: s.ProtoNumber()}
 }
 
+// nodePortKey is s's key in lb_nodeports; ok is false for a service
+// without a node port.
+func nodePortKey(s store.Service) (k sockLbLbNodeportKey, ok bool) {
+	if s.Type != store.NodePort || s.NodePort == 0 {
+		return k, false
+	}
+	return sockLbLbNodeportKey{Port: maps.Port16(s.NodePort), Proto: s.ProtoNumber()}, true
+}
+
+// serviceEntry is s's value in lb_services and lb_nodeports. A node port
+// balances over all of the service's backends whatever its
+// externalTrafficPolicy: the clients here are in the cluster (a pod, the
+// node), and Local is about external clients (their source address, no
+// second hop), as in kube-proxy and Cilium's socket LB.
+func serviceEntry(s store.Service) sockLbLbService {
+	return sockLbLbService{Id: s.ID, Count: uint32(len(s.Backends)), Affinity: s.AffinityTimeout}
+}
+
 // table is the part of a BPF hash map the service sync uses: the pinned
 // map in the plugin, a recording fake in the tests.
 type table[K, V comparable] interface {
@@ -30,11 +48,49 @@ func (t bpfTable[K, V]) DeleteExcept(keep map[K]V) ([]K, error) {
 }
 func (t bpfTable[K, V]) MaxEntries() uint32 { return t.m.MaxEntries() }
 
+// tables are the maps the service sync writes.
+type tables struct {
+	svc table[sockLbLbServiceKey, sockLbLbService]
+	np  table[sockLbLbNodeportKey, sockLbLbService]
+	be  table[sockLbLbBackendKey, sockLbLbBackend]
+}
+
 func (d *datapath) syncServices(c chained.Cluster, r *plugin.Report) error {
-	return syncServices(
-		bpfTable[sockLbLbServiceKey, sockLbLbService]{d.objs.LbServices},
-		bpfTable[sockLbLbBackendKey, sockLbLbBackend]{d.objs.LbBackends},
-		c.Services, r)
+	t := tables{
+		svc: bpfTable[sockLbLbServiceKey, sockLbLbService]{d.objs.LbServices},
+		np:  bpfTable[sockLbLbNodeportKey, sockLbLbService]{d.objs.LbNodeports},
+		be:  bpfTable[sockLbLbBackendKey, sockLbLbBackend]{d.objs.LbBackends},
+	}
+	if err := syncServices(t, c.Services, r); err != nil {
+		return err
+	}
+	if err := d.syncNodeIPs(c, r); err != nil {
+		return err
+	}
+	return d.sweepAffinity(c.Services)
+}
+
+// nodeIPs is what lb_nodeips must hold: this node's IP and its peers'.
+func nodeIPs(c chained.Cluster) map[uint32]uint32 {
+	want := map[uint32]uint32{}
+	if c.Node.NodeIP.Is4() {
+		want[maps.IPv4Word(c.Node.NodeIP)] = 0
+	}
+	for _, p := range c.Peers {
+		want[maps.IPv4Word(p.NodeIP)] = 0
+	}
+	return want
+}
+
+func (d *datapath) syncNodeIPs(c chained.Cluster, r *plugin.Report) error {
+	written, removed, err := maps.Sync(d.objs.LbNodeips, nodeIPs(c))
+	if err != nil {
+		return fmt.Errorf("node IP map: %w (the map holds %d node IPs)", err, d.objs.LbNodeips.MaxEntries())
+	}
+	if len(written)+len(removed) > 0 {
+		r.Changed("node IP map: %d added, %d removed", len(written), len(removed))
+	}
+	return nil
 }
 
 // maxListedChanges is how many written services a report lists one by one;
@@ -49,9 +105,12 @@ const maxListedChanges = 20
 // at a slot not yet there), and stale slots and services are removed only
 // after every entry is written (a shrunk count is in place before the slots
 // beyond it go; a removed service's entry goes before its slots).
-func syncServices(svcMap table[sockLbLbServiceKey, sockLbLbService], beMap table[sockLbLbBackendKey, sockLbLbBackend],
-	services []store.Service, r *plugin.Report) error {
+//
+// A NodePort service's lb_nodeports entry is the same value as its
+// lb_services entry, written and removed at the same points.
+func syncServices(t tables, services []store.Service, r *plugin.Report) error {
 	wantSvc := make(map[sockLbLbServiceKey]sockLbLbService, len(services))
+	wantNP := map[sockLbLbNodeportKey]sockLbLbService{}
 	wantBe := map[sockLbLbBackendKey]sockLbLbBackend{}
 	var written []string
 	for _, s := range services {
@@ -59,15 +118,23 @@ func syncServices(svcMap table[sockLbLbServiceKey, sockLbLbService], beMap table
 			k := sockLbLbBackendKey{Id: s.ID, Slot: uint32(slot)}
 			v := sockLbLbBackend{Ip: maps.IPv4Word(b.IP), Port: maps.Port16(b.Port)}
 			wantBe[k] = v
-			if _, err := beMap.PutIfChanged(k, v); err != nil {
-				return fmt.Errorf("backend map: service %s backend %s: %w (the map holds %d backends)", s.Name, b, err, beMap.MaxEntries())
+			if _, err := t.be.PutIfChanged(k, v); err != nil {
+				return fmt.Errorf("backend map: service %s backend %s: %w (the map holds %d backends)", s.Name, b, err, t.be.MaxEntries())
 			}
 		}
-		k, v := serviceKey(s), sockLbLbService{Id: s.ID, Count: uint32(len(s.Backends))}
+		k, v := serviceKey(s), serviceEntry(s)
 		wantSvc[k] = v
-		changed, err := svcMap.PutIfChanged(k, v)
+		changed, err := t.svc.PutIfChanged(k, v)
 		if err != nil {
-			return fmt.Errorf("service map: service %s: %w (the map holds %d services)", s.Name, err, svcMap.MaxEntries())
+			return fmt.Errorf("service map: service %s: %w (the map holds %d services)", s.Name, err, t.svc.MaxEntries())
+		}
+		if nk, ok := nodePortKey(s); ok {
+			wantNP[nk] = v
+			npChanged, err := t.np.PutIfChanged(nk, v)
+			if err != nil {
+				return fmt.Errorf("node port map: service %s node port %d: %w (the map holds %d node ports)", s.Name, s.NodePort, err, t.np.MaxEntries())
+			}
+			changed = changed || npChanged
 		}
 		if changed {
 			written = append(written, fmt.Sprintf("service %s %s:%d/%s -> %d backends", s.Name, s.VIP, s.Port, s.Protocol, len(s.Backends)))
@@ -80,14 +147,21 @@ func syncServices(svcMap table[sockLbLbServiceKey, sockLbLbService], beMap table
 			r.Changed("%s", w)
 		}
 	}
-	removed, err := svcMap.DeleteExcept(wantSvc)
+	removed, err := t.svc.DeleteExcept(wantSvc)
 	if err != nil {
 		return fmt.Errorf("service map: %w", err)
 	}
 	if len(removed) > 0 {
 		r.Changed("service map: removed %d services", len(removed))
 	}
-	if _, err = beMap.DeleteExcept(wantBe); err != nil {
+	removedNP, err := t.np.DeleteExcept(wantNP)
+	if err != nil {
+		return fmt.Errorf("node port map: %w", err)
+	}
+	if len(removedNP) > 0 {
+		r.Changed("node port map: removed %d node ports", len(removedNP))
+	}
+	if _, err = t.be.DeleteExcept(wantBe); err != nil {
 		return fmt.Errorf("backend map: %w", err)
 	}
 	return nil

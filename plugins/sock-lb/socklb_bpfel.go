@@ -13,6 +13,21 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sockLbLbAffinityKey struct {
+	_           structs.HostLayout
+	NetnsCookie uint64
+	Id          uint32
+	Pad         uint32
+}
+
+type sockLbLbAffinityValue struct {
+	_      structs.HostLayout
+	LastNs uint64
+	Ip     uint32
+	Port   uint16
+	Slot   uint16
+}
+
 type sockLbLbBackend struct {
 	_    structs.HostLayout
 	Ip   uint32
@@ -33,6 +48,13 @@ type sockLbLbConf struct {
 	Pad             uint32
 }
 
+type sockLbLbNodeportKey struct {
+	_     structs.HostLayout
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type sockLbLbRevnatKey struct {
 	_      structs.HostLayout
 	Cookie uint64
@@ -49,10 +71,10 @@ type sockLbLbRevnatValue struct {
 }
 
 type sockLbLbService struct {
-	_     structs.HostLayout
-	Id    uint32
-	Count uint32
-	Flags uint32
+	_        structs.HostLayout
+	Id       uint32
+	Count    uint32
+	Affinity uint32
 }
 
 type sockLbLbServiceKey struct {
@@ -68,14 +90,21 @@ type sockLbLbServiceKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sockLbMapCounters          = "counters"
+	sockLbMapLbAffinity        = "lb_affinity"
 	sockLbMapLbBackends        = "lb_backends"
+	sockLbMapLbNodeips         = "lb_nodeips"
+	sockLbMapLbNodeports       = "lb_nodeports"
 	sockLbMapLbRevnat          = "lb_revnat"
 	sockLbMapLbServices        = "lb_services"
 	sockLbMapLbSettings        = "lb_settings"
 	sockLbProgSockConnect4     = "sock_connect4"
+	sockLbProgSockConnect6     = "sock_connect6"
 	sockLbProgSockGetpeername4 = "sock_getpeername4"
+	sockLbProgSockGetpeername6 = "sock_getpeername6"
 	sockLbProgSockRecvmsg4     = "sock_recvmsg4"
+	sockLbProgSockRecvmsg6     = "sock_recvmsg6"
 	sockLbProgSockSendmsg4     = "sock_sendmsg4"
+	sockLbProgSockSendmsg6     = "sock_sendmsg6"
 )
 
 // loadSockLb returns the embedded CollectionSpec for sockLb.
@@ -121,20 +150,27 @@ type sockLbSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockLbProgramSpecs struct {
 	SockConnect4     *ebpf.ProgramSpec `ebpf:"sock_connect4"`
+	SockConnect6     *ebpf.ProgramSpec `ebpf:"sock_connect6"`
 	SockGetpeername4 *ebpf.ProgramSpec `ebpf:"sock_getpeername4"`
+	SockGetpeername6 *ebpf.ProgramSpec `ebpf:"sock_getpeername6"`
 	SockRecvmsg4     *ebpf.ProgramSpec `ebpf:"sock_recvmsg4"`
+	SockRecvmsg6     *ebpf.ProgramSpec `ebpf:"sock_recvmsg6"`
 	SockSendmsg4     *ebpf.ProgramSpec `ebpf:"sock_sendmsg4"`
+	SockSendmsg6     *ebpf.ProgramSpec `ebpf:"sock_sendmsg6"`
 }
 
 // sockLbMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockLbMapSpecs struct {
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	LbBackends *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbRevnat   *ebpf.MapSpec `ebpf:"lb_revnat"`
-	LbServices *ebpf.MapSpec `ebpf:"lb_services"`
-	LbSettings *ebpf.MapSpec `ebpf:"lb_settings"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	LbAffinity  *ebpf.MapSpec `ebpf:"lb_affinity"`
+	LbBackends  *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbNodeips   *ebpf.MapSpec `ebpf:"lb_nodeips"`
+	LbNodeports *ebpf.MapSpec `ebpf:"lb_nodeports"`
+	LbRevnat    *ebpf.MapSpec `ebpf:"lb_revnat"`
+	LbServices  *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSettings  *ebpf.MapSpec `ebpf:"lb_settings"`
 }
 
 // sockLbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -163,17 +199,23 @@ func (o *sockLbObjects) Close() error {
 //
 // It can be passed to loadSockLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockLbMaps struct {
-	Counters   *ebpf.Map `ebpf:"counters"`
-	LbBackends *ebpf.Map `ebpf:"lb_backends"`
-	LbRevnat   *ebpf.Map `ebpf:"lb_revnat"`
-	LbServices *ebpf.Map `ebpf:"lb_services"`
-	LbSettings *ebpf.Map `ebpf:"lb_settings"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	LbAffinity  *ebpf.Map `ebpf:"lb_affinity"`
+	LbBackends  *ebpf.Map `ebpf:"lb_backends"`
+	LbNodeips   *ebpf.Map `ebpf:"lb_nodeips"`
+	LbNodeports *ebpf.Map `ebpf:"lb_nodeports"`
+	LbRevnat    *ebpf.Map `ebpf:"lb_revnat"`
+	LbServices  *ebpf.Map `ebpf:"lb_services"`
+	LbSettings  *ebpf.Map `ebpf:"lb_settings"`
 }
 
 func (m *sockLbMaps) Close() error {
 	return _SockLbClose(
 		m.Counters,
+		m.LbAffinity,
 		m.LbBackends,
+		m.LbNodeips,
+		m.LbNodeports,
 		m.LbRevnat,
 		m.LbServices,
 		m.LbSettings,
@@ -191,17 +233,25 @@ type sockLbVariables struct {
 // It can be passed to loadSockLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockLbPrograms struct {
 	SockConnect4     *ebpf.Program `ebpf:"sock_connect4"`
+	SockConnect6     *ebpf.Program `ebpf:"sock_connect6"`
 	SockGetpeername4 *ebpf.Program `ebpf:"sock_getpeername4"`
+	SockGetpeername6 *ebpf.Program `ebpf:"sock_getpeername6"`
 	SockRecvmsg4     *ebpf.Program `ebpf:"sock_recvmsg4"`
+	SockRecvmsg6     *ebpf.Program `ebpf:"sock_recvmsg6"`
 	SockSendmsg4     *ebpf.Program `ebpf:"sock_sendmsg4"`
+	SockSendmsg6     *ebpf.Program `ebpf:"sock_sendmsg6"`
 }
 
 func (p *sockLbPrograms) Close() error {
 	return _SockLbClose(
 		p.SockConnect4,
+		p.SockConnect6,
 		p.SockGetpeername4,
+		p.SockGetpeername6,
 		p.SockRecvmsg4,
+		p.SockRecvmsg6,
 		p.SockSendmsg4,
+		p.SockSendmsg6,
 	)
 }
 

@@ -23,6 +23,7 @@ import (
 type fakeMaps struct {
 	t     *testing.T
 	svc   map[sockLbLbServiceKey]sockLbLbService
+	np    map[sockLbLbNodeportKey]sockLbLbService
 	be    map[sockLbLbBackendKey]sockLbLbBackend
 	log   []string // "put svc <vip:port> id=.. count=..", "del be <id>/<slot>", …
 	full  int      // the backend table refuses writes once it holds this many (0: never)
@@ -30,7 +31,8 @@ type fakeMaps struct {
 }
 
 func newFakeMaps(t *testing.T) *fakeMaps {
-	return &fakeMaps{t: t, svc: map[sockLbLbServiceKey]sockLbLbService{}, be: map[sockLbLbBackendKey]sockLbLbBackend{}}
+	return &fakeMaps{t: t, svc: map[sockLbLbServiceKey]sockLbLbService{}, np: map[sockLbLbNodeportKey]sockLbLbService{},
+		be: map[sockLbLbBackendKey]sockLbLbBackend{}}
 }
 
 // check is the invariant: a connect at this point finds each slot it can pick.
@@ -38,11 +40,19 @@ func (f *fakeMaps) check() {
 	f.t.Helper()
 	f.steps++
 	for k, v := range f.svc {
-		for slot := range v.Count {
-			if _, ok := f.be[sockLbLbBackendKey{Id: v.Id, Slot: slot}]; !ok {
-				f.t.Fatalf("after step %d (%s): service %s has count %d but slot %d is missing",
-					f.steps, f.log[len(f.log)-1], keyString(k), v.Count, slot)
-			}
+		f.checkSlots(keyString(k), v)
+	}
+	for k, v := range f.np {
+		f.checkSlots(fmt.Sprintf("node port %d/%d", coremaps.Unport16(k.Port), k.Proto), v)
+	}
+}
+
+func (f *fakeMaps) checkSlots(name string, v sockLbLbService) {
+	f.t.Helper()
+	for slot := range v.Count {
+		if _, ok := f.be[sockLbLbBackendKey{Id: v.Id, Slot: slot}]; !ok {
+			f.t.Fatalf("after step %d (%s): %s has count %d but slot %d is missing",
+				f.steps, f.log[len(f.log)-1], name, v.Count, slot)
 		}
 	}
 }
@@ -50,8 +60,11 @@ func (f *fakeMaps) check() {
 func (f *fakeMaps) sync(services ...store.Service) (*plugin.Report, error) {
 	r := &plugin.Report{}
 	f.log = nil
-	err := syncServices(fakeTable[sockLbLbServiceKey, sockLbLbService]{f, f.svc, "svc", 0},
-		fakeTable[sockLbLbBackendKey, sockLbLbBackend]{f, f.be, "be", f.full}, services, r)
+	err := syncServices(tables{
+		svc: fakeTable[sockLbLbServiceKey, sockLbLbService]{f, f.svc, "svc", 0},
+		np:  fakeTable[sockLbLbNodeportKey, sockLbLbService]{f, f.np, "np", 0},
+		be:  fakeTable[sockLbLbBackendKey, sockLbLbBackend]{f, f.be, "be", f.full},
+	}, services, r)
 	return r, err
 }
 
@@ -68,15 +81,23 @@ func (f *fakeMaps) mustSync(services ...store.Service) *plugin.Report {
 func (f *fakeMaps) requireHolds(services ...store.Service) {
 	f.t.Helper()
 	wantSvc := map[sockLbLbServiceKey]sockLbLbService{}
+	wantNP := map[sockLbLbNodeportKey]sockLbLbService{}
 	wantBe := map[sockLbLbBackendKey]sockLbLbBackend{}
 	for _, s := range services {
-		wantSvc[serviceKey(s)] = sockLbLbService{Id: s.ID, Count: uint32(len(s.Backends))}
+		v := sockLbLbService{Id: s.ID, Count: uint32(len(s.Backends)), Affinity: s.AffinityTimeout}
+		wantSvc[serviceKey(s)] = v
+		if s.NodePort != 0 {
+			wantNP[sockLbLbNodeportKey{Port: coremaps.Port16(s.NodePort), Proto: s.ProtoNumber()}] = v
+		}
 		for i, b := range s.Backends {
 			wantBe[sockLbLbBackendKey{Id: s.ID, Slot: uint32(i)}] = sockLbLbBackend{Ip: coremaps.IPv4Word(b.IP), Port: coremaps.Port16(b.Port)}
 		}
 	}
 	if !maps.Equal(f.svc, wantSvc) {
 		f.t.Errorf("service table:\n have %v\n want %v", f.svc, wantSvc)
+	}
+	if !maps.Equal(f.np, wantNP) {
+		f.t.Errorf("node port table:\n have %v\n want %v", f.np, wantNP)
 	}
 	if !maps.Equal(f.be, wantBe) {
 		f.t.Errorf("backend table:\n have %v\n want %v", f.be, wantBe)
@@ -214,6 +235,26 @@ func TestSyncServices(t *testing.T) {
 		web2.Backends = backends(4)
 		f.mustSync(web2, dns, empty)
 		f.requireHolds(web2, dns, empty)
+	})
+	t.Run("node port and affinity", func(t *testing.T) {
+		// The node port entry is the service's value, written after its
+		// slots, changed with it, removed with it.
+		f.t = t
+		np := svc(20, "np", "198.18.100.3:80", store.TCP, backends(2)...)
+		np.Type, np.NodePort, np.AffinityTimeout = store.NodePort, 30080, 10
+		f.mustSync(web, dns, np)
+		f.requireHolds(web, dns, np)
+		np.Backends = backends(4)
+		f.mustSync(web, dns, np)
+		f.requireHolds(web, dns, np)
+		np.Backends = backends(1)
+		f.mustSync(web, dns, np)
+		f.requireHolds(web, dns, np)
+		r := f.mustSync(web, dns)
+		f.requireHolds(web, dns)
+		if !slices.ContainsFunc(r.Changes, func(c string) bool { return strings.Contains(c, "removed 1 node ports") }) {
+			t.Errorf("changes %q, want the node port's removal", r.Changes)
+		}
 	})
 	t.Run("everything removed", func(t *testing.T) {
 		f.t = t
