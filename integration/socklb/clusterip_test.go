@@ -84,6 +84,36 @@ func TestClusterIP(t *testing.T) {
 		}
 	})
 
+	t.Run("IPv6 sockets to the v4-mapped VIP", func(t *testing.T) {
+		// A dual-stack socket (Java's, .NET's default) names the VIP
+		// ::ffff:a.b.c.d: balanced the same, the VIP shown back v4-mapped.
+		const n = 40
+		mv, md := mapped(vipWeb), mapped(vipDNS)
+		before := n1.Counters(t, plugin)
+		rs := do(t, p, sockprobe.Request{Op: sockprobe.OpTCP, Dst: vipWeb, N: n, Mapped: true, StopOnError: true})
+		for _, r := range rs {
+			if r.Err != "" || r.Peer != mv {
+				t.Fatalf("AF_INET6 connect to %s: %+v, want a backend's answer, peer %s", mv, r, mv)
+			}
+		}
+		if got := harness.Tally(rs); got["b2"] == 0 || got["b3"] == 0 {
+			t.Errorf("%d AF_INET6 connects: %v, want both backends", n, got)
+		}
+		if d := n1.Counters(t, plugin)[cntMappedLB] - before[cntMappedLB]; d != n {
+			t.Errorf("mapped_lb counted %d, want %d", d, n)
+		}
+		rs = do(t, p, sockprobe.Request{Op: sockprobe.OpUDP, Dst: vipDNS, N: n, Mapped: true, StopOnError: true})
+		for _, r := range rs {
+			if r.Err != "" || r.From != md {
+				t.Fatalf("AF_INET6 sendto %s: %+v, want an answer from %s", md, r, md)
+			}
+		}
+		r := one(t, p, sockprobe.Request{Op: sockprobe.OpUDPConnected, Dst: vipDNS, Mapped: true})
+		if r.Err != "" || r.Peer != md || r.From != md {
+			t.Errorf("connected AF_INET6 UDP to %s: %+v, want peer and source %s", md, r, md)
+		}
+	})
+
 	t.Run("backends see the pod's address", func(t *testing.T) {
 		// No NAT on the wire: the backend's peer is the client's socket.
 		c := one(t, p, sockprobe.Request{Op: sockprobe.OpOpen, Dst: vipWeb})

@@ -37,6 +37,10 @@ const (
 	cntRevNAT         = int(counters.SockLBCounterCNT_REVNAT)
 	cntSkippedNetns   = int(counters.SockLBCounterCNT_SKIPPED_NETNS)
 	cntBackendMissing = int(counters.SockLBCounterCNT_BACKEND_MISSING)
+	cntNodePortLB     = int(counters.SockLBCounterCNT_NODEPORT_LB)
+	cntMappedLB       = int(counters.SockLBCounterCNT_MAPPED_LB)
+	cntAffinityHit    = int(counters.SockLBCounterCNT_AFFINITY_HIT)
+	cntAffinityStale  = int(counters.SockLBCounterCNT_AFFINITY_STALE)
 )
 
 // Ports the backend pods serve on.
@@ -46,7 +50,8 @@ const (
 )
 
 // hooks are sock-lb's cgroup attachments, pinned as links/dev-cgroup_<hook>.
-var hooks = []string{"connect4", "sendmsg4", "recvmsg4", "getpeername4"}
+var hooks = []string{"connect4", "sendmsg4", "recvmsg4", "getpeername4",
+	"connect6", "sendmsg6", "recvmsg6", "getpeername6"}
 
 func hookPin(hook string) []string { return []string{plugin, "links", "dev-cgroup_" + hook} }
 

@@ -1,5 +1,5 @@
 // Package sockprobe runs socket clients in a child process, for tests of
-// socket-level programs (cgroup connect4, sendmsg4, recvmsg4, getpeername4):
+// socket-level programs (cgroup connect4/6, sendmsg4/6, recvmsg4/6, getpeername4/6):
 // those see a socket by the cgroup of the process that created it, and a
 // process, unlike a thread, can be put in a cgroup of the test's choosing.
 //

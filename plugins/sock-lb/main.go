@@ -1,6 +1,7 @@
 // Command sock-lb is braid's socket-level load balancer: ClusterIP services
-// are balanced in cgroup connect4/sendmsg4 hooks, and recvmsg4/getpeername4
-// show the VIP back to the application.
+// (and node ports at any node IP, for in-cluster clients) are balanced in
+// cgroup connect/sendmsg hooks, IPv4 and v4-mapped IPv6, and
+// recvmsg/getpeername show the VIP back to the application.
 package main
 
 import (
