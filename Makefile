@@ -12,10 +12,12 @@ CNITOOL_VERSION     := v1.3.1
 # The datapath plugin interface's generated code (core/datapathrpc).
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# The linter beside vet and gofmt (v0.8.2 is the 2026.2 release: go1.26).
+STATICCHECK_VERSION := v0.8.2
 
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all deps k8s-bins proto-tools proto generate check-generated build install test unit integration fuzz fuzz-short bench bench-agent demo lint clean
+.PHONY: all deps k8s-bins lint-tools proto-tools proto generate check-generated build install test unit integration fuzz fuzz-short bench bench-agent demo lint clean
 
 all: build
 
@@ -100,9 +102,13 @@ bench-agent: deps build
 demo: deps build
 	@hack/demo.sh
 
-lint:
+lint-tools:
+	@test -x $(TOOLS)/staticcheck || GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: lint-tools
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(TOOLS)/staticcheck ./...
 
 clean:
 	rm -rf $(BIN)

@@ -131,7 +131,7 @@ func TestSupervisor(t *testing.T) {
 
 	install(t, bin, "v2")
 	replacedAt := time.Now()
-	pid = restarted("binary replaced", pid)
+	restarted("binary replaced", pid)
 	if d := time.Since(replacedAt); d < settle {
 		t.Errorf("restarted %v after the binary was replaced, before it settled (%v)", d, settle)
 	}

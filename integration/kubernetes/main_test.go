@@ -127,6 +127,8 @@ func agentKubeconfig(t *testing.T, cp *kubetest.Cluster, path, server string) {
 }
 
 // namespace creates a namespace for t (deleted when it ends).
+//
+//lint:ignore U1000 for the suites that come with the Kubernetes datastore
 func namespace(t *testing.T, cp *kubetest.Cluster, name string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

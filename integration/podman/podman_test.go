@@ -363,7 +363,7 @@ func (e *engine) requireExactly(t testing.TB, names ...string) (map[string]endpo
 	t.Helper()
 	eps := e.endpoints(t)
 	var keep []*harness.Pod
-	var ids, sandboxes, cache []string
+	var sandboxes, cache []string
 	for _, name := range names {
 		c := e.Inspect(t, name)
 		if c.State.Status != "running" {
@@ -374,7 +374,6 @@ func (e *engine) requireExactly(t testing.TB, names ...string) (map[string]endpo
 			t.Errorf("container %s (%s) has no braid endpoint", name, c.ID)
 			continue
 		}
-		ids = append(ids, c.ID)
 		sandboxes = append(sandboxes, c.NetworkSettings.SandboxKey)
 		cache = append(cache, filepath.Join(cniCacheDir, e.network+"-"+c.ID+"-eth0"))
 		keep = append(keep, &harness.Pod{ContainerID: c.ID, IP: ep.IPv4, IfName: "eth0",

@@ -3,8 +3,8 @@
 // map (the plugin's status, braid agent's metrics, tests, benchmarks).
 //
 // Each reason is defined once, in C: enum counter in
-// bpf/include/<plugin>_counters.h. bpf2go -type (run by each plugin's
-// go:generate over bpf/counters.c) writes the typed constants here, e.g.
+// bpf/include/<plugin>_counters.h. bpf2go -type (a go:generate line of
+// each plugin, over bpf/counters.c) writes the typed constants here, e.g.
 // VethEbpfCounterCNT_DROP_SPOOF_IP; Names reads the counter names from the
 // same compiled enum. Renaming or removing a reason is thus a compile error
 // wherever its constant is used.
