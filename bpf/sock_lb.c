@@ -194,23 +194,49 @@ __inline struct lb_service *lookup_service(const struct lb_addr *dst, __u8 proto
 	return bpf_map_lookup_elem(&lb_nodeports, &nkey);
 }
 
+/* A service's backends at most (store.MaxBackends): bounds the slot search. */
+#define LB_SERVICE_BACKENDS_MAX 256
+
+/*
+ * find_slot looks for the backend aff recorded among the service's slots:
+ * a removal before it in the list moves it to another slot, and the client
+ * keeps it. Only run when the recorded slot no longer holds it.
+ */
+__inline struct lb_backend *find_slot(struct lb_service *svc, struct lb_affinity_value *aff)
+{
+	struct lb_backend_key bkey = { .id = svc->id };
+	struct lb_backend *be;
+
+	for (__u32 i = 0; i < LB_SERVICE_BACKENDS_MAX && i < svc->count; i++) {
+		bkey.slot = i;
+		be = bpf_map_lookup_elem(&lb_backends, &bkey);
+		if (be && be->ip == aff->ip && be->port == aff->port) {
+			aff->slot = (__u16)i;
+			return be;
+		}
+	}
+	return NULL;
+}
+
 /*
  * sticky returns the backend the client was given within the service's
- * affinity timeout, refreshing its time, or NULL. An entry whose slot no
- * longer holds the backend it recorded (removed, or moved by a removal
- * before it) is stale: counted and picked anew.
+ * affinity timeout, refreshing its time, or NULL. An entry whose backend
+ * left the service is stale: counted, and the client is picked anew.
  */
 __inline struct lb_backend *sticky(struct lb_service *svc, struct lb_affinity_key *akey, __u64 now)
 {
 	struct lb_affinity_value *aff = bpf_map_lookup_elem(&lb_affinity, akey);
 	struct lb_backend_key bkey = { .id = svc->id };
-	struct lb_backend *be;
+	struct lb_backend *be = NULL;
 
 	if (!aff || now - aff->last_ns > (__u64)svc->affinity * NSEC_PER_SEC)
 		return NULL;
 	bkey.slot = aff->slot;
-	be = aff->slot < svc->count ? bpf_map_lookup_elem(&lb_backends, &bkey) : NULL;
-	if (!be || be->ip != aff->ip || be->port != aff->port) {
+	if (aff->slot < svc->count)
+		be = bpf_map_lookup_elem(&lb_backends, &bkey);
+	if (!be || be->ip != aff->ip || be->port != aff->port)
+		be = find_slot(svc, aff);
+	if (!be) {
 		count(CNT_AFFINITY_STALE);
 		return NULL;
 	}

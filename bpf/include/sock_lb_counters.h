@@ -19,5 +19,5 @@ enum counter {
 	CNT_NODEPORT_LB     = 6, /* of those balanced, the ones to <a node IP>:<nodePort> */
 	CNT_MAPPED_LB       = 7, /* of those balanced, IPv6 sockets' connects and sends to a v4-mapped address */
 	CNT_AFFINITY_HIT    = 8, /* picks that kept the client's backend (within its affinity timeout) */
-	CNT_AFFINITY_STALE  = 9, /* affinity entries whose slot no longer held their backend: picked anew */
+	CNT_AFFINITY_STALE  = 9, /* affinity entries whose backend left the service: picked anew */
 };

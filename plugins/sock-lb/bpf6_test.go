@@ -229,6 +229,30 @@ func TestSockLBAffinity(t *testing.T) {
 			t.Errorf("affinity_hit counted %d for a new client's 3 connects, want 2 (its first is a new pick)", d)
 		}
 	})
+	t.Run("other backends moved or removed: kept", func(t *testing.T) {
+		// Moved to the last slot, then the first slot removed (it moves
+		// down one): the client keeps its backend wherever it is listed.
+		i := int(first[0] - 'a')
+		others := append(append([]store.Backend{}, bs[:i]...), bs[i+1:]...)
+		s := sticky
+		for _, list := range [][]store.Backend{append(append([]store.Backend{}, others...), bs[i]), {others[1], bs[i]}} {
+			s.Backends = list
+			e.reconcile(s, plain)
+			before := e.counters()
+			got := tally(do(t, p, sockprobe.Request{Op: sockprobe.OpTCP, Dst: vipWeb, N: 10, StopOnError: true}))
+			if got[first] != 10 {
+				t.Errorf("backends %v: %v, want all 10 still on %s", list, got, first)
+			}
+			after := e.counters()
+			if d := after[cntAffinityHit] - before[cntAffinityHit]; d != 10 {
+				t.Errorf("affinity_hit counted %d, want 10", d)
+			}
+			if d := after[cntAffinityStale] - before[cntAffinityStale]; d != 0 {
+				t.Errorf("affinity_stale counted %d, want 0", d)
+			}
+		}
+		e.reconcile(services...)
+	})
 	t.Run("backend removed", func(t *testing.T) {
 		i := int(first[0] - 'a')
 		s := sticky

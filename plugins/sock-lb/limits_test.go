@@ -13,7 +13,9 @@ func TestMapsHoldWhatTheStoreAllows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for m, limit := range map[string]int{sockLbMapLbServices: store.MaxServices, sockLbMapLbBackends: store.MaxTotalBackends} {
+	for m, limit := range map[string]int{
+		sockLbMapLbServices: store.MaxServices, sockLbMapLbBackends: store.MaxTotalBackends, sockLbMapLbNodeports: store.MaxNodePorts,
+	} {
 		if got := spec.Maps[m].MaxEntries; got != uint32(limit) {
 			t.Errorf("%s holds %d, the store allows %d", m, got, limit)
 		}
