@@ -19,7 +19,7 @@ type globals struct {
 	stateDir string
 	bpfRoot  string
 	output   string
-	etcd     etcdFlags // service and node commands: work on etcd when set
+	ds       datastoreFlags // service and node commands: the cluster datastore
 }
 
 func (g *globals) bind(root *cobra.Command) {

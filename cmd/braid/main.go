@@ -27,8 +27,8 @@ func rootCmd() *cobra.Command {
 	}
 	g.bind(root)
 	node, service := nodeCmd(g), serviceCmd(g)
-	g.etcd.bind(node.PersistentFlags())
-	g.etcd.bind(service.PersistentFlags())
+	g.ds.bind(node.PersistentFlags(), "")
+	g.ds.bind(service.PersistentFlags(), "")
 	root.AddCommand(node, endpointCmd(g), bpfCmd(g), statusCmd(g), syncCmd(g), service, agentCmd(g))
 	return root
 }

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/maps"
@@ -67,53 +67,46 @@ func nodeInitCmd(g *globals) *cobra.Command {
 
 // parseNode is a node's identity from its flags.
 func parseNode(name, nodeIP, podCIDR, device string) (store.Node, error) {
-	p, err := parsePeer(name, nodeIP, podCIDR)
+	p, err := parseFlags(name, nodeIP, podCIDR)
 	if err != nil {
 		return store.Node{}, err
 	}
-	if !validDevice(device) {
-		return store.Node{}, fmt.Errorf("--device %q is not an interface name (1-15 characters, no '/', ':' or space)", device)
-	}
-	return store.Node{Name: p.Name, NodeIP: p.NodeIP, PodCIDR: p.PodCIDR, Device: device}, nil
+	n := store.Node{Name: p.Name, NodeIP: p.NodeIP, PodCIDR: p.PodCIDR, Device: device}
+	return n, flagError(n.Validate())
 }
 
 // parsePeer is a node's name, address and pod CIDR from their flags.
 func parsePeer(name, nodeIP, podCIDR string) (store.Peer, error) {
-	if !validNodeName(name) {
-		return store.Peer{}, fmt.Errorf("--name %q is not a node name (1-253 letters, digits, '-', '.' or '_')", name)
+	p, err := parseFlags(name, nodeIP, podCIDR)
+	if err != nil {
+		return p, err
 	}
+	return p, flagError(p.Validate())
+}
+
+// parseFlags parses the flags' syntax; store's Validate says the rest.
+func parseFlags(name, nodeIP, podCIDR string) (store.Peer, error) {
 	ip, err := netip.ParseAddr(nodeIP)
-	if err != nil || !ip.Is4() {
+	if err != nil {
 		return store.Peer{}, fmt.Errorf("--node-ip %q is not an IPv4 address", nodeIP)
 	}
 	cidr, err := netip.ParsePrefix(podCIDR)
-	if err != nil || !cidr.Addr().Is4() {
+	if err != nil {
 		return store.Peer{}, fmt.Errorf("--pod-cidr %q is not an IPv4 CIDR", podCIDR)
-	}
-	if cidr != cidr.Masked() {
-		return store.Peer{}, fmt.Errorf("--pod-cidr %s has host bits set; did you mean %s?", cidr, cidr.Masked())
-	}
-	if cidr.Bits() > 30 {
-		return store.Peer{}, fmt.Errorf("--pod-cidr %s is too small: use /30 or larger", cidr)
 	}
 	return store.Peer{Name: name, NodeIP: ip, PodCIDR: cidr}, nil
 }
 
-// validNodeName: a node name is a key in the store and in etcd, and the
-// name Kubernetes gives a node: no '/' and no spaces.
-func validNodeName(name string) bool {
-	if name == "" || len(name) > 253 {
-		return false
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
-			return false
-		}
-	}
-	return true
+// flagOf is the flag that sets each field Validate names.
+var flagOf = map[string]string{
+	store.FieldName: "--name", store.FieldNodeIP: "--node-ip", store.FieldPodCIDR: "--pod-cidr", store.FieldDevice: "--device",
 }
 
-// validDevice is the kernel's rule for interface names (dev_valid_name).
-func validDevice(name string) bool {
-	return name != "" && len(name) < 16 && name != "." && name != ".." && !strings.ContainsAny(name, "/: \t\n")
+// flagError names the flag an invalid field came from.
+func flagError(err error) error {
+	var inv *store.InvalidNodeError
+	if errors.As(err, &inv) && flagOf[inv.Field] != "" {
+		return fmt.Errorf("%s %s", flagOf[inv.Field], inv.Reason)
+	}
+	return err
 }

@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -98,7 +99,11 @@ func requireNamesFlag(t *testing.T, err error, nodeIP, podCIDR string, parse fun
 	case strings.HasPrefix(err.Error(), "--node-ip "):
 		fixed = parse("198.18.0.1", podCIDR)
 	case strings.HasPrefix(err.Error(), "--pod-cidr "):
-		fixed = parse(nodeIP, "198.19.1.0/24")
+		good := "198.19.1.0/24" // one that does not hold the node IP
+		if ip, err := netip.ParseAddr(nodeIP); err == nil && netip.MustParsePrefix(good).Contains(ip) {
+			good = "198.19.2.0/24"
+		}
+		fixed = parse(nodeIP, good)
 	default:
 		t.Fatalf("error %q names no flag", err)
 	}

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
-	"github.com/braid-cni/braid/core/store"
 	"github.com/spf13/cobra"
 )
 
@@ -13,22 +13,20 @@ func nodeAddCmd(g *globals) *cobra.Command {
 	var nodeIP, podCIDR string
 	cmd := &cobra.Command{
 		Use:   "add NAME",
-		Short: "add (or update) another node of the cluster",
+		Short: "add (or update) another node of the cluster (local datastore: with etcd or Kubernetes nodes join by themselves)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if g.etcd.enabled() {
-				return fmt.Errorf("nodes join a cluster in etcd by running `braid agent --datastore etcd`")
-			}
 			n, err := parsePeer(args[0], nodeIP, podCIDR)
 			if err != nil {
 				return err
 			}
-			err = g.update(func(tx *store.Tx) error { return tx.PutPeer(n) })
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout(), "node %s added: ip %s, pod CIDR %s; %s\n", n.Name, n.NodeIP, n.PodCIDR, syncHint)
-			return nil
+			return g.withCluster(func(ctx context.Context, c *cluster) error {
+				if err := c.PutNode(ctx, n); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout(), "node %s added: ip %s, pod CIDR %s; %s\n", n.Name, n.NodeIP, n.PodCIDR, c.next)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&nodeIP, "node-ip", "", "the node's IPv4 address on the underlay (required)")
@@ -41,69 +39,51 @@ func nodeAddCmd(g *globals) *cobra.Command {
 func nodeDelCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "del NAME",
-		Short: "remove another node of the cluster",
+		Short: "remove another node of the cluster (etcd: its registration and pod CIDR claim, freeing the CIDR)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if g.etcd.enabled() {
-				return g.etcdNodeDel(args[0])
-			}
-			var existed bool
-			err := g.update(func(tx *store.Tx) (err error) {
-				existed, err = tx.DeletePeer(args[0])
-				return err
+			return g.withCluster(func(ctx context.Context, c *cluster) error {
+				existed, err := c.DeleteNode(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if !existed {
+					return fmt.Errorf("no node %q in %s (see `braid node list`)", args[0], c.name)
+				}
+				fmt.Fprintf(stdout(), "node %s removed; %s\n", args[0], c.next)
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			if !existed {
-				return fmt.Errorf("no node %q (see `braid node list`)", args[0])
-			}
-			fmt.Fprintf(stdout(), "node %s removed; %s\n", args[0], syncHint)
-			return nil
 		},
 	}
-}
-
-// nodeRow is one line of `braid node list`.
-type nodeRow struct {
-	Name    string `json:"name"`
-	NodeIP  string `json:"nodeIP"`
-	PodCIDR string `json:"podCIDR"`
-	Self    bool   `json:"self"`
 }
 
 func nodeListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "list this node and the other nodes it knows",
+		Short: "list this node and the other nodes of the cluster",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if g.etcd.enabled() {
-				return g.etcdNodeList()
-			}
-			rows := []nodeRow{}
-			err := g.view(func(tx *store.Tx) error {
-				if self, err := tx.Node(); err == nil {
-					rows = append(rows, nodeRow{self.Name, self.NodeIP.String(), self.PodCIDR.String(), true})
+			return g.withCluster(func(ctx context.Context, c *cluster) error {
+				nodes, err := c.Nodes(ctx)
+				if err != nil {
+					return err
 				}
-				peers, err := tx.Peers()
-				for _, p := range peers {
-					rows = append(rows, nodeRow{p.Name, p.NodeIP.String(), p.PodCIDR.String(), false})
+				t := table{header: []string{"NAME", "NODE-IP", "POD-CIDR", "SELF", "STATE"}, json: nodes}
+				for _, n := range nodes {
+					ip, self, state := "-", "", "down"
+					if n.NodeIP.IsValid() {
+						ip = n.NodeIP.String()
+					}
+					if n.Self {
+						self = "*"
+					}
+					if n.Up {
+						state = "up"
+					}
+					t.rows = append(t.rows, []string{n.Name, ip, n.PodCIDR.String(), self, state})
 				}
-				return err
+				return g.print(stdout(), t)
 			})
-			if err != nil {
-				return err
-			}
-			t := table{header: []string{"NAME", "NODE-IP", "POD-CIDR", "SELF"}, json: rows}
-			for _, r := range rows {
-				self := ""
-				if r.Self {
-					self = "*"
-				}
-				t.rows = append(t.rows, []string{r.Name, r.NodeIP, r.PodCIDR, self})
-			}
-			return g.print(stdout(), t)
 		},
 	}
 }

@@ -1,15 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/braid-cni/braid/core/datastore"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -72,19 +72,12 @@ func serviceBackendsSetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.etcd.enabled() {
-				return g.etcdSetBackends(args[0], bs)
-			}
-			return g.update(func(tx *store.Tx) error {
-				s, err := tx.Service(args[0])
+			return g.withCluster(func(ctx context.Context, c *cluster) error {
+				err := c.UpdateService(ctx, args[0], func(s *store.Service) error { s.Backends = bs; return nil })
 				if err != nil {
-					return fmt.Errorf("no service %q (see `braid service list`)", args[0])
-				}
-				s.Backends = bs
-				if _, err := tx.PutService(s); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout(), "service %s: %d backends; %s\n", s.Name, len(bs), syncHint)
+				fmt.Fprintf(stdout(), "service %s: %d backends; %s\n", args[0], len(bs), c.next)
 				return nil
 			})
 		},
@@ -99,22 +92,17 @@ func serviceDelCmd(g *globals) *cobra.Command {
 		Short: "remove a service",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if g.etcd.enabled() {
-				return g.etcdDelService(args[0])
-			}
-			var existed bool
-			err := g.update(func(tx *store.Tx) (err error) {
-				existed, err = tx.DeleteService(args[0])
-				return err
+			return g.withCluster(func(ctx context.Context, c *cluster) error {
+				existed, err := c.DeleteService(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if !existed {
+					return datastore.NoService(args[0])
+				}
+				fmt.Fprintf(stdout(), "service %s removed; %s\n", args[0], c.next)
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			if !existed {
-				return fmt.Errorf("no service %q (see `braid service list`)", args[0])
-			}
-			fmt.Fprintf(stdout(), "service %s removed; %s\n", args[0], syncHint)
-			return nil
 		},
 	}
 }
@@ -126,12 +114,10 @@ func serviceListCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			var svcs []store.Service
-			var err error
-			if g.etcd.enabled() {
-				svcs, err = g.etcdServices()
-			} else {
-				err = g.view(func(tx *store.Tx) (err error) { svcs, err = tx.Services(); return err })
-			}
+			err := g.withCluster(func(ctx context.Context, c *cluster) (err error) {
+				svcs, err = c.Services(ctx)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -182,46 +168,21 @@ func serviceApplyCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// putServices stores all of svcs in one transaction: all or none.
+// putServices stores all of svcs in one transaction: all or none. The
+// datastore checks them against the services it holds and the maps'
+// capacity.
 func (g *globals) putServices(svcs ...store.Service) error {
-	if g.etcd.enabled() {
-		if err := g.etcdCheckCapacity(svcs); err != nil {
+	return g.withCluster(func(ctx context.Context, c *cluster) error {
+		if err := c.PutServices(ctx, svcs...); err != nil {
 			return err
 		}
-		return g.etcdPutServices(svcs)
-	}
-	err := g.update(func(tx *store.Tx) error {
-		_, err := tx.PutServices(svcs)
-		return err
+		if len(svcs) == 1 {
+			fmt.Fprintf(stdout(), "service %s: %s:%d/%s, %d backends; %s\n", svcs[0].Name, svcs[0].VIP, svcs[0].Port, svcs[0].Protocol, len(svcs[0].Backends), c.next)
+		} else {
+			fmt.Fprintf(stdout(), "%d services applied; %s\n", len(svcs), c.next)
+		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if len(svcs) == 1 {
-		fmt.Fprintf(stdout(), "service %s: %s:%d/%s, %d backends; %s\n", svcs[0].Name, svcs[0].VIP, svcs[0].Port, svcs[0].Protocol, len(svcs[0].Backends), syncHint)
-	} else {
-		fmt.Fprintf(stdout(), "%d services applied; %s\n", len(svcs), syncHint)
-	}
-	return nil
-}
-
-// etcdCheckCapacity refuses svcs when, with the services etcd holds, they
-// are more than a node's maps hold (the node store checks this itself).
-func (g *globals) etcdCheckCapacity(svcs []store.Service) error {
-	have, err := g.etcdServices()
-	if err != nil {
-		return err
-	}
-	return store.CheckCapacity(merged(have, svcs))
-}
-
-// merged is have with svcs added or replacing those of the same name.
-func merged(have, svcs []store.Service) []store.Service {
-	byName := map[string]store.Service{}
-	for _, s := range slices.Concat(have, svcs) {
-		byName[s.Name] = s
-	}
-	return slices.Collect(maps.Values(byName))
 }
 
 func parseBackends(s string) ([]store.Backend, error) {

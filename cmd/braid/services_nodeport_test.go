@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 
@@ -47,22 +46,5 @@ func TestCheckNodePortsEveryService(t *testing.T) {
 	}
 	if err := checkNodePorts("8000-31000", in, out); err != nil {
 		t.Errorf("both inside: %v", err)
-	}
-}
-
-// With etcd, `service add/apply` checks the maps' capacity against the
-// services etcd holds merged with the new ones.
-func TestMergedCapacity(t *testing.T) {
-	have := make([]store.Service, store.MaxNodePorts)
-	for i := range have {
-		have[i] = store.Service{Name: fmt.Sprintf("np%d", i), Type: store.NodePort, NodePort: uint16(1 + i)}
-	}
-	replaced := store.Service{Name: "np0", Type: store.NodePort, NodePort: 9999}
-	if err := store.CheckCapacity(merged(have, []store.Service{replaced})); err != nil {
-		t.Errorf("replacing one of %d NodePort services: %v", store.MaxNodePorts, err)
-	}
-	extra := store.Service{Name: "extra", Type: store.NodePort, NodePort: 9998}
-	if err := store.CheckCapacity(merged(have, []store.Service{extra})); err == nil || !strings.Contains(err.Error(), "dsr's node-port map") {
-		t.Errorf("one NodePort service more than the maps hold: %v", err)
 	}
 }

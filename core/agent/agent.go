@@ -24,7 +24,7 @@ import (
 
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/datapathrpc"
-	"github.com/braid-cni/braid/core/etcdstore"
+	"github.com/braid-cni/braid/core/datastore"
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,14 +33,18 @@ import (
 // Config is an agent's configuration.
 type Config struct {
 	// Node is this node. With the local datastore a zero Node means "as
-	// `braid node init` recorded it"; with etcd, PodCIDR is claimed.
+	// `braid node init` recorded it". With a Source, the Source gives the
+	// node's identity (its Self); a NodeIP or Device set here is the
+	// node's, whatever the Source says (--node-ip, --device).
 	Node     store.Node
 	Conflist string
 	CNIPath  []string
 	StateDir string
 	BPFRoot  string
-	// Member is the node's etcd membership; nil for the local datastore.
-	Member         *etcdstore.Member
+	// Source is the cluster datastore the node follows (etcd, Kubernetes);
+	// nil for the local datastore, where the node store alone is the
+	// cluster, edited with the CLI.
+	Source         datastore.Source
 	MetricsAddress string // empty: no HTTP server
 	ResyncInterval time.Duration
 	GCInterval     time.Duration
@@ -55,7 +59,7 @@ type Agent struct {
 	plugins []*hosted
 	metrics *metrics
 	trigger chan struct{} // a reconcile of every plugin is due
-	views   chan etcdstore.View
+	views   chan datastore.View
 	// socketDir holds the plugin servers' sockets, private to root.
 	socketDir string
 
@@ -71,7 +75,7 @@ const storeTimeout = 10 * time.Second
 // the local datastore) and launches the conflist's braid plugins.
 func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Log, metrics: newMetrics(), trigger: make(chan struct{}, 1),
-		views: make(chan etcdstore.View, 1), problems: map[string][]string{}}
+		views: make(chan datastore.View, 1), problems: map[string][]string{}}
 	if err := bpffs.Ensure(cfg.BPFRoot); err != nil {
 		return nil, err
 	}
@@ -135,9 +139,10 @@ func (a *Agent) host(h *hosted) error {
 	return nil
 }
 
-// prepareIdentity reads the node's identity from the store; with etcd it
-// offers the CIDR found there as the one to claim, with the local
-// datastore it records cfg.Node when given.
+// prepareIdentity reads the node's identity from the store. A Source that
+// resumes from it (etcd asks for the same pod CIDR) is given it; the
+// Source's views bring the identity itself. With the local datastore it
+// records cfg.Node when given.
 func (a *Agent) prepareIdentity() error {
 	var have store.Node
 	var haveErr error
@@ -145,9 +150,9 @@ func (a *Agent) prepareIdentity() error {
 	if err != nil {
 		return err
 	}
-	if m := a.cfg.Member; m != nil {
-		if haveErr == nil && have.Name == m.Node.Name {
-			m.Node.PodCIDR = have.PodCIDR
+	if src := a.cfg.Source; src != nil {
+		if r, ok := src.(datastore.Resumer); ok && haveErr == nil {
+			r.Resume(have)
 		}
 		return nil
 	}
@@ -201,8 +206,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			})
 		})
 	}
-	if m := a.cfg.Member; m != nil {
-		goRun(func() { m.Run(ctx, a.offer) })
+	if src := a.cfg.Source; src != nil {
+		goRun(func() { src.Run(ctx, a.offer) })
 		goRun(func() { a.applyViews(ctx) })
 	} else {
 		a.metrics.datastoreUp.Set(1)
@@ -234,9 +239,9 @@ func (a *Agent) kick() {
 	}
 }
 
-// offer hands a view from etcd to applyViews, replacing one not yet applied:
+// offer hands a view from the Source to applyViews, replacing one not yet applied:
 // only the newest matters.
-func (a *Agent) offer(v etcdstore.View) {
+func (a *Agent) offer(v datastore.View) {
 	for {
 		select {
 		case a.views <- v:
@@ -252,13 +257,20 @@ func (a *Agent) offer(v etcdstore.View) {
 
 // applyViews writes each view into the node store and kicks a reconcile.
 // The writer is its own goroutine so that a store held by a long CNI ADD
-// never stalls the etcd session (and its lease keepalive).
+// never stalls the Source (etcd's session and its lease keepalive).
 func (a *Agent) applyViews(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case v := <-a.views:
+			v.Self = a.fillSelf(v.Self)
+			if err := v.Self.Validate(); err != nil {
+				// Retrying cannot help: the next view may.
+				a.log.Error("the datastore gives this node an unusable identity", "err", err)
+				a.setProblems("store", []string{"this node: " + err.Error()})
+				continue
+			}
 			if err := a.apply(v); err != nil {
 				a.log.Error("cannot apply the cluster to the node store", "err", err)
 				a.setProblems("store", []string{err.Error()})
@@ -271,14 +283,26 @@ func (a *Agent) applyViews(ctx context.Context) {
 	}
 }
 
-func (a *Agent) offerIfEmpty(v etcdstore.View) {
+// fillSelf is the Source's identity of this node with what the agent was
+// told (--node-ip, --device) in place of the Source's.
+func (a *Agent) fillSelf(self store.Node) store.Node {
+	if a.cfg.Node.NodeIP.IsValid() {
+		self.NodeIP = a.cfg.Node.NodeIP
+	}
+	if a.cfg.Node.Device != "" {
+		self.Device = a.cfg.Node.Device
+	}
+	return self
+}
+
+func (a *Agent) offerIfEmpty(v datastore.View) {
 	select {
 	case a.views <- v:
 	default:
 	}
 }
 
-func (a *Agent) apply(v etcdstore.View) error {
+func (a *Agent) apply(v datastore.View) error {
 	var peers, svcs store.SyncResult
 	err := a.update(func(tx *store.Tx) (err error) {
 		if err := tx.SetIdentity(v.Self); err != nil {
@@ -473,9 +497,9 @@ func (a *Agent) pollStatus(ctx context.Context) {
 		}
 		a.info(ctx, h)
 	}
-	if m := a.cfg.Member; m != nil {
+	if src := a.cfg.Source; src != nil {
 		up := 0.0
-		if m.Connected() {
+		if src.Connected() {
 			up = 1
 		}
 		a.metrics.datastoreUp.Set(up)
@@ -501,7 +525,7 @@ func (a *Agent) health() health {
 			h.Status = "degraded"
 		}
 	}
-	if m := a.cfg.Member; m != nil && !m.Connected() {
+	if src := a.cfg.Source; src != nil && !src.Connected() {
 		h.Datastore, h.Status = false, "degraded"
 	}
 	a.mu.Lock()

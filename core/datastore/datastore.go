@@ -8,6 +8,7 @@ package datastore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 
 	"github.com/braid-cni/braid/core/store"
@@ -34,6 +35,15 @@ type Source interface {
 	Run(ctx context.Context, apply func(View))
 	// Connected reports whether the source is in touch with the cluster.
 	Connected() bool
+}
+
+// Resumer is a Source that continues from the identity the node store
+// already holds (left by the last run; zero when there is none). The agent
+// calls Resume once, before Run. etcd asks for that pod CIDR first so the
+// node's pods keep their addresses; a Source that learns the node's CIDR
+// from elsewhere (Kubernetes' spec.podCIDR) need not implement it.
+type Resumer interface {
+	Resume(last store.Node)
 }
 
 // NodeInfo is one node as `braid node list` shows it.
@@ -65,3 +75,14 @@ type Cluster interface {
 // ErrReadOnly is returned by a Cluster for changes its datastore does not
 // take from braid (Kubernetes: Services are changed with kubectl).
 var ErrReadOnly = errors.New("read-only datastore")
+
+// ReadOnly is an error that says why a change is refused (what to do
+// instead), and is ErrReadOnly to errors.Is.
+func ReadOnly(format string, args ...any) error {
+	return readOnlyError(fmt.Sprintf(format, args...))
+}
+
+type readOnlyError string
+
+func (e readOnlyError) Error() string        { return string(e) }
+func (e readOnlyError) Is(target error) bool { return target == ErrReadOnly }

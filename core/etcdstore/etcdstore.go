@@ -18,12 +18,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/braid-cni/braid/core/datastore"
 	"github.com/braid-cni/braid/core/store"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -42,7 +44,8 @@ type Config struct {
 	Prefix                    string
 }
 
-// Client is a connection to etcd with braid's key layout.
+// Client is a connection to etcd with braid's key layout; it is the etcd
+// datastore's Cluster.
 type Client struct {
 	*clientv3.Client
 	prefix string
@@ -117,7 +120,8 @@ func (c *Client) Services(ctx context.Context) ([]store.Service, error) {
 }
 
 // PutServices adds or replaces svcs, all or none, refusing one whose
-// address or node port another service has. The check and the write are
+// address or node port another service has, or more than a node's maps
+// hold. The check and the write are
 // one transaction: it fails, and is retried, if any service changed since
 // the check read them.
 func (c *Client) PutServices(ctx context.Context, svcs ...store.Service) error {
@@ -138,7 +142,7 @@ func (c *Client) UpdateService(ctx context.Context, name string, fn func(*store.
 	return c.editServices(ctx, func(all map[string]store.Service) error {
 		s, ok := all[name]
 		if !ok {
-			return fmt.Errorf("no service %q (see `braid service list`)", name)
+			return datastore.NoService(name)
 		}
 		if err := fn(&s); err != nil {
 			return err
@@ -184,6 +188,11 @@ func (c *Client) editServices(ctx context.Context, edit func(map[string]store.Se
 			}
 		}
 		if err := consistent(all, changed); err != nil {
+			return err
+		}
+		// Every node holds every service: more than a node's maps hold
+		// would fail there, not here.
+		if err := store.CheckCapacity(slices.Collect(maps.Values(all))); err != nil {
 			return err
 		}
 		if len(ops) > MaxTxnOps {
@@ -246,17 +255,12 @@ func (c *Client) DeleteService(ctx context.Context, name string) (bool, error) {
 	return resp.Deleted > 0, nil
 }
 
-// NodeInfo is a node as etcd knows it: its claim, and whether its agent is
-// registered (its lease alive).
-type NodeInfo struct {
-	Name    string       `json:"name"`
-	NodeIP  netip.Addr   `json:"nodeIP"`
-	PodCIDR netip.Prefix `json:"podCIDR"`
-	Up      bool         `json:"up"`
-}
+var _ datastore.Cluster = (*Client)(nil)
 
-// Nodes lists every node with a claim or a registration, ordered by name.
-func (c *Client) Nodes(ctx context.Context) ([]NodeInfo, error) {
+// Nodes lists every node with a claim or a registration, ordered by name:
+// Up while its agent is registered (its lease alive). A node that is down
+// shows no node IP: only the registration holds it.
+func (c *Client) Nodes(ctx context.Context) ([]datastore.NodeInfo, error) {
 	resp, err := c.Txn(ctx).Then(
 		clientv3.OpGet(c.dir(kindNodes), clientv3.WithPrefix()),
 		clientv3.OpGet(c.dir(kindClaims), clientv3.WithPrefix()),
@@ -264,32 +268,37 @@ func (c *Client) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]*NodeInfo{}
+	byName := map[string]*datastore.NodeInfo{}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		var p store.Peer
 		if err := json.Unmarshal(kv.Value, &p); err != nil {
 			return nil, fmt.Errorf("%s: %w", kv.Key, err)
 		}
-		byName[p.Name] = &NodeInfo{Name: p.Name, NodeIP: p.NodeIP, PodCIDR: p.PodCIDR, Up: true}
+		byName[p.Name] = &datastore.NodeInfo{Name: p.Name, NodeIP: p.NodeIP, PodCIDR: p.PodCIDR, Up: true}
 	}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		name := path.Base(string(kv.Key))
 		if _, ok := byName[name]; !ok {
 			cidr, _ := netip.ParsePrefix(string(kv.Value))
-			byName[name] = &NodeInfo{Name: name, PodCIDR: cidr}
+			byName[name] = &datastore.NodeInfo{Name: name, PodCIDR: cidr}
 		}
 	}
-	out := []NodeInfo{}
+	out := []datastore.NodeInfo{}
 	for _, n := range byName {
 		out = append(out, *n)
 	}
-	slices.SortFunc(out, func(a, b NodeInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b datastore.NodeInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
-// ReleaseNode drops a node's registration and its pod CIDR claim, so the
+// PutNode is refused: a node joins by registering itself (its agent).
+func (c *Client) PutNode(context.Context, store.Peer) error {
+	return datastore.ReadOnly("nodes join a cluster in etcd by running `braid agent --datastore etcd`")
+}
+
+// DeleteNode drops a node's registration and its pod CIDR claim, so the
 // CIDR can go to another node; it reports whether there was anything.
-func (c *Client) ReleaseNode(ctx context.Context, name string) (bool, error) {
+func (c *Client) DeleteNode(ctx context.Context, name string) (bool, error) {
 	claim, err := c.Get(ctx, c.key(kindClaims, name))
 	if err != nil {
 		return false, err

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/braid-cni/braid/core/datastore"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/internal/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -143,8 +145,8 @@ func TestClaimsAreExclusive(t *testing.T) {
 	if err != nil || len(nodes) != n+1 || !nodes[0].Up {
 		t.Fatalf("Nodes = %+v, %v", nodes, err)
 	}
-	if ok, err := c.ReleaseNode(ctx, "node00"); !ok || err != nil {
-		t.Fatalf("ReleaseNode: %v %v", ok, err)
+	if ok, err := c.DeleteNode(ctx, "node00"); !ok || err != nil {
+		t.Fatalf("DeleteNode: %v %v", ok, err)
 	}
 	if p, err := member(c, "newcomer", 250, "198.19.0.0/19").Register(ctx, grant(t, c)); err != nil || p != got[0] {
 		t.Errorf("after release the first free CIDR is %s, got %s (%v)", got[0], p, err)
@@ -185,10 +187,10 @@ func TestMemberViews(t *testing.T) {
 	c := startEtcd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	views := make(chan View, 100)
+	views := make(chan datastore.View, 100)
 	m := member(c, "a", 1, "198.19.0.0/16")
-	go m.Run(ctx, func(v View) { views <- v })
-	wait := func(what string, ok func(View) bool) View {
+	go m.Run(ctx, func(v datastore.View) { views <- v })
+	wait := func(what string, ok func(datastore.View) bool) datastore.View {
 		t.Helper()
 		deadline := time.After(5 * time.Second)
 		for {
@@ -202,7 +204,7 @@ func TestMemberViews(t *testing.T) {
 			}
 		}
 	}
-	v := wait("self", func(v View) bool { return v.Self.PodCIDR.IsValid() })
+	v := wait("self", func(v datastore.View) bool { return v.Self.PodCIDR.IsValid() })
 	if v.Self.Name != "a" || len(v.Peers) != 0 || !m.Connected() {
 		t.Errorf("first view %+v", v)
 	}
@@ -211,15 +213,15 @@ func TestMemberViews(t *testing.T) {
 	if _, err := member(c, "b", 2, "198.19.0.0/16").Register(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
-	wait("peer b", func(v View) bool { return len(v.Peers) == 1 && v.Peers[0].Name == "b" })
+	wait("peer b", func(v datastore.View) bool { return len(v.Peers) == 1 && v.Peers[0].Name == "b" })
 	if err := c.PutServices(ctx, store.Service{Name: "s", VIP: netip.MustParseAddr("198.18.100.1"), Port: 80, Protocol: "tcp"}); err != nil {
 		t.Fatal(err)
 	}
-	wait("service s", func(v View) bool { return len(v.Services) == 1 })
+	wait("service s", func(v datastore.View) bool { return len(v.Services) == 1 })
 	if _, err := c.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
-	wait("b gone", func(v View) bool { return len(v.Peers) == 0 && len(v.Services) == 1 })
+	wait("b gone", func(v datastore.View) bool { return len(v.Peers) == 0 && len(v.Services) == 1 })
 }
 
 // With --etcd-cert/--etcd-key/--etcd-ca the client speaks TLS and proves
@@ -281,4 +283,71 @@ func newCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey
 		t.Fatal(err)
 	}
 	return cert, key
+}
+
+// The etcd Cluster: nodes join by themselves (PutNode is refused, saying
+// how), are listed up or down, and released; services are checked against
+// every service etcd holds, including the maps' capacity on a node.
+func TestCluster(t *testing.T) {
+	c := startEtcd(t)
+	ctx := context.Background()
+	var cl datastore.Cluster = c
+	p := store.Peer{Name: "n2", NodeIP: netip.MustParseAddr("198.18.0.2"), PodCIDR: netip.MustParsePrefix("198.19.2.0/24")}
+	if err := cl.PutNode(ctx, p); !errors.Is(err, datastore.ErrReadOnly) || !strings.Contains(err.Error(), "braid agent --datastore etcd") {
+		t.Errorf("PutNode: %v; want a read-only error naming braid agent", err)
+	}
+	lease := grant(t, c)
+	cidr, err := member(c, "n1", 1, "198.19.0.0/16").Register(ctx, lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := cl.Nodes(ctx)
+	want := datastore.NodeInfo{Name: "n1", NodeIP: netip.MustParseAddr("198.18.0.1"), PodCIDR: cidr, Up: true}
+	if err != nil || len(nodes) != 1 || nodes[0] != want {
+		t.Fatalf("Nodes = %+v %v, want %+v", nodes, err, want)
+	}
+	if _, err := c.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	// Down: the claim stays, the registration (and its IP) is gone.
+	nodes, err = cl.Nodes(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0] != (datastore.NodeInfo{Name: "n1", PodCIDR: cidr}) {
+		t.Errorf("Nodes after the lease = %+v %v", nodes, err)
+	}
+	if ok, err := cl.DeleteNode(ctx, "n1"); !ok || err != nil {
+		t.Errorf("DeleteNode = %v %v", ok, err)
+	}
+	if ok, err := cl.DeleteNode(ctx, "n1"); ok || err != nil {
+		t.Errorf("DeleteNode again = %v %v", ok, err)
+	}
+
+	if err := cl.UpdateService(ctx, "nope", func(*store.Service) error { return nil }); err == nil || !strings.Contains(err.Error(), `no service "nope"`) {
+		t.Errorf("UpdateService(nope): %v", err)
+	}
+	// dsr's node-port map full: one NodePort service more is refused, a
+	// replaced one is not.
+	nodePort := func(i int) store.Service {
+		return store.Service{Name: fmt.Sprintf("np%04d", i), VIP: netip.AddrFrom4([4]byte{198, 18, byte(100 + i/250), byte(1 + i%250)}),
+			Port: 80, Protocol: store.TCP, Type: store.NodePort, NodePort: uint16(20000 + i)}
+	}
+	for i := 0; i < store.MaxNodePorts; i += MaxTxnOps {
+		var batch []store.Service
+		for k := i; k < min(i+MaxTxnOps, store.MaxNodePorts); k++ {
+			batch = append(batch, nodePort(k))
+		}
+		if err := cl.PutServices(ctx, batch...); err != nil {
+			t.Fatalf("services %d…: %v", i, err)
+		}
+	}
+	if err := cl.PutServices(ctx, nodePort(store.MaxNodePorts)); err == nil || !strings.Contains(err.Error(), "dsr's node-port map") {
+		t.Errorf("NodePort service %d: %v; want refused for the node-port map", store.MaxNodePorts+1, err)
+	}
+	replaced := nodePort(0)
+	replaced.NodePort = 30000
+	if err := cl.PutServices(ctx, replaced); err != nil {
+		t.Errorf("replacing one of %d NodePort services: %v", store.MaxNodePorts, err)
+	}
+	if svcs, err := cl.Services(ctx); err != nil || len(svcs) != store.MaxNodePorts {
+		t.Errorf("Services: %d, %v; want %d", len(svcs), err, store.MaxNodePorts)
+	}
 }

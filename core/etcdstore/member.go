@@ -12,22 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/braid-cni/braid/core/datastore"
 	"github.com/braid-cni/braid/core/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// View is the cluster as one node sees it: itself with the pod CIDR it
-// holds, the other registered nodes, and the services.
-type View struct {
-	Self     store.Node
-	Peers    []store.Peer
-	Services []store.Service
-	// Problems are entries in etcd that could not be read.
-	Problems []string
-}
-
 // Member is one node's membership: registration under a lease, the pod
-// CIDR claim, and a watch that turns every change into a new View.
+// CIDR claim, and a watch that turns every change into a new View. It is
+// the etcd datastore's Source.
 type Member struct {
 	Client *Client
 	// Node is this node; its PodCIDR, if set, is the CIDR to ask for first
@@ -39,6 +31,19 @@ type Member struct {
 	Log         *slog.Logger
 
 	lastKeepAlive atomic.Int64 // unix nanoseconds; 0 while not registered
+}
+
+var (
+	_ datastore.Source  = (*Member)(nil)
+	_ datastore.Resumer = (*Member)(nil)
+)
+
+// Resume asks for the pod CIDR the node store holds first, when the store
+// is this node's: the node's pods already use it.
+func (m *Member) Resume(last store.Node) {
+	if last.Name == m.Node.Name && last.PodCIDR.IsValid() {
+		m.Node.PodCIDR = last.PodCIDR
+	}
 }
 
 // Connected reports whether the node is registered and its lease was
@@ -53,7 +58,7 @@ func (m *Member) Connected() bool {
 // calling nothing: the node keeps the last view it applied. A session that
 // ends (lease lost, watch broken) is followed by a new one that registers
 // again and re-reads everything, so nothing missed is lost.
-func (m *Member) Run(ctx context.Context, apply func(View)) {
+func (m *Member) Run(ctx context.Context, apply func(datastore.View)) {
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -78,7 +83,7 @@ func (m *Member) Run(ctx context.Context, apply func(View)) {
 // callTimeout bounds each etcd call of a session.
 const callTimeout = 5 * time.Second
 
-func (m *Member) session(ctx context.Context, apply func(View)) error {
+func (m *Member) session(ctx context.Context, apply func(datastore.View)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cctx, ccancel := context.WithTimeout(ctx, callTimeout)
@@ -206,7 +211,7 @@ func (m *Member) Register(ctx context.Context, lease clientv3.LeaseID) (netip.Pr
 
 // pick is the node's preferred CIDR if it is free, else the first free one.
 func (m *Member) pick(used map[string]bool) (netip.Prefix, error) {
-	if p := m.Node.PodCIDR; p.IsValid() && p.Bits() == m.NodeBits && m.ClusterCIDR.Contains(p.Addr()) && !used[p.String()] {
+	if p := m.Node.PodCIDR; p.IsValid() && p.Bits() == m.NodeBits && m.ClusterCIDR.Contains(p.Addr()) && !used[p.String()] && !p.Contains(m.Node.NodeIP) {
 		return p, nil
 	}
 	base := m.ClusterCIDR.Masked().Addr().As4()
@@ -215,7 +220,8 @@ func (m *Member) pick(used map[string]bool) (netip.Prefix, error) {
 	for i := range n {
 		a := first + uint32(i<<(32-m.NodeBits))
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), m.NodeBits)
-		if !used[p.String()] {
+		// A pod CIDR holding the node's own IP would route its network to pods.
+		if !used[p.String()] && !p.Contains(m.Node.NodeIP) {
 			return p, nil
 		}
 	}
@@ -269,7 +275,8 @@ func (st *state) apply(c *Client, ev *clientv3.Event) bool {
 
 // put records the value under its key's name. A value that names another
 // node or service than its key is refused: a delete of the key would not
-// find it, and it would stay in the view for ever.
+// find it, and it would stay in the view for ever. A node that is not valid
+// is refused here, named by its key (the node store would refuse it too).
 func (st *state) put(c *Client, key string, value []byte) bool {
 	name := path.Base(key)
 	var err error
@@ -278,6 +285,9 @@ func (st *state) put(c *Client, key string, value []byte) bool {
 		delete(st.nodes, name)
 		var p store.Peer
 		if err = decodeNamed(value, &p, &p.Name, name); err == nil {
+			err = p.Validate()
+		}
+		if err == nil {
 			st.nodes[name] = p
 		}
 	case strings.HasPrefix(key, c.dir(kindServices)):
@@ -309,8 +319,8 @@ func decodeNamed(value []byte, v any, got *string, want string) error {
 }
 
 // view copies the state out for the node self.
-func (st *state) view(self store.Node) View {
-	v := View{Self: self, Peers: []store.Peer{}, Services: make([]store.Service, 0, len(st.services))}
+func (st *state) view(self store.Node) datastore.View {
+	v := datastore.View{Self: self, Peers: []store.Peer{}, Services: make([]store.Service, 0, len(st.services))}
 	for name, p := range st.nodes {
 		if name != self.Name {
 			v.Peers = append(v.Peers, p)

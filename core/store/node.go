@@ -32,9 +32,13 @@ func (t *Tx) Node() (Node, error) {
 // SetNode records the node's identity.
 func (t *Tx) SetNode(n Node) error { return t.putJSON(bucketNode, keyNode, n) }
 
-// SetIdentity records n as the node's identity, refusing to move the pod
-// CIDR from under existing endpoints. Unchanged is a no-op.
+// SetIdentity records n (valid, see Node.Validate) as the node's identity,
+// refusing to move the pod CIDR from under existing endpoints. Unchanged is
+// a no-op.
 func (t *Tx) SetIdentity(n Node) error {
+	if err := n.Validate(); err != nil {
+		return err
+	}
 	old, err := t.Node()
 	if err == nil && old == n {
 		return nil
@@ -58,7 +62,7 @@ func (t *Tx) PeerClash(n Node) error {
 	if err != nil {
 		return err
 	}
-	self := Peer{Name: n.Name + " (this node)", NodeIP: n.NodeIP, PodCIDR: n.PodCIDR}
+	self := thisNode(n)
 	for _, p := range peers {
 		if p.Name != n.Name {
 			if err := conflict(self, p); err != nil {

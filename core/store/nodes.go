@@ -29,14 +29,15 @@ func (t *Tx) Peers() ([]Peer, error) {
 	return out, err
 }
 
-// PutPeer adds or updates p, refusing a pod CIDR that overlaps this node's
-// or another node's, and a node IP another node (or this one) already has.
+// PutPeer adds or updates p (valid, see Peer.Validate), refusing a pod CIDR
+// that overlaps this node's or another node's or holds a node's IP, and a
+// node IP another node (or this one) already has.
 func (t *Tx) PutPeer(p Peer) error {
-	if !p.NodeIP.Is4() || !p.PodCIDR.Addr().Is4() || p.PodCIDR != p.PodCIDR.Masked() {
-		return fmt.Errorf("node %s: node IP %s and pod CIDR %s must be IPv4, the CIDR without host bits", p.Name, p.NodeIP, p.PodCIDR)
+	if err := p.Validate(); err != nil {
+		return err
 	}
 	if self, err := t.Node(); err == nil {
-		if err := conflict(p, Peer{Name: self.Name + " (this node)", NodeIP: self.NodeIP, PodCIDR: self.PodCIDR}); err != nil {
+		if err := conflict(p, thisNode(self)); err != nil {
 			return err
 		}
 	}
@@ -55,12 +56,28 @@ func (t *Tx) PutPeer(p Peer) error {
 	return t.putJSON(bucketPeers, []byte(p.Name), p)
 }
 
+// thisNode is the node's identity as a peer it is checked against.
+func thisNode(n Node) Peer {
+	p := n.Peer()
+	p.Name += " (this node)"
+	return p
+}
+
+// conflict is why nodes p and o cannot be in one cluster: overlapping pod
+// CIDRs, one node IP, or a pod CIDR holding the other's IP (its network
+// would be routed to pods), or nil.
 func conflict(p, o Peer) error {
 	if p.PodCIDR.Overlaps(o.PodCIDR) {
 		return fmt.Errorf("pod CIDR %s of node %s overlaps %s of node %s", p.PodCIDR, p.Name, o.PodCIDR, o.Name)
 	}
 	if p.NodeIP == o.NodeIP {
 		return fmt.Errorf("node IP %s of node %s is already node %s's", p.NodeIP, p.Name, o.Name)
+	}
+	if p.PodCIDR.Contains(o.NodeIP) {
+		return fmt.Errorf("pod CIDR %s of node %s holds node %s's IP %s", p.PodCIDR, p.Name, o.Name, o.NodeIP)
+	}
+	if o.PodCIDR.Contains(p.NodeIP) {
+		return fmt.Errorf("node IP %s of node %s is in node %s's pod CIDR %s", p.NodeIP, p.Name, o.Name, o.PodCIDR)
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ func (t *Tx) SyncPeers(want []Peer) (SyncResult, error) {
 	SortPeers(want)
 	var taken []Peer
 	if self, err := t.Node(); err == nil {
-		taken = append(taken, Peer{Name: self.Name + " (this node)", NodeIP: self.NodeIP, PodCIDR: self.PodCIDR})
+		taken = append(taken, thisNode(self))
 	}
 	keep := map[string]Peer{}
 	for _, p := range want {
@@ -63,8 +63,8 @@ func (t *Tx) SyncPeers(want []Peer) (SyncResult, error) {
 }
 
 func validPeer(p Peer, taken []Peer) error {
-	if p.Name == "" || !p.NodeIP.Is4() || !p.PodCIDR.Addr().Is4() || p.PodCIDR != p.PodCIDR.Masked() {
-		return fmt.Errorf("node %q: node IP %s and pod CIDR %s must be IPv4, the CIDR without host bits", p.Name, p.NodeIP, p.PodCIDR)
+	if err := p.Validate(); err != nil {
+		return err
 	}
 	for _, o := range taken {
 		if err := conflict(p, o); err != nil {
