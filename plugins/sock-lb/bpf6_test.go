@@ -303,3 +303,56 @@ func affinityEntries(t *testing.T, e *lbEnv) int {
 	}
 	return n
 }
+
+// TestSweepAffinityFullMap: on a full lb_affinity, a sync deletes exactly
+// the expired entries and those of services gone or without affinity, and
+// keeps the live ones, in a bounded time (batched syscalls).
+func TestSweepAffinityFullMap(t *testing.T) {
+	e := newLB(t)
+	live := svc(1, "live", vipWeb, store.TCP)
+	live.AffinityTimeout = 100
+	plain := svc(2, "plain", vipAdmin, store.TCP) // no affinity
+	now, err := monotonicNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1 << 14 // of each kind: 4 kinds fill the map (65,536)
+	var keys []sockLbLbAffinityKey
+	var vals []sockLbLbAffinityValue
+	add := func(id uint32, last uint64, base int) {
+		for i := range n {
+			keys = append(keys, sockLbLbAffinityKey{NetnsCookie: uint64(base + i), Id: id})
+			vals = append(vals, sockLbLbAffinityValue{LastNs: last, Ip: 1, Port: 1})
+		}
+	}
+	add(1, now, 0)         // live
+	add(1, now-101*1e9, n) // expired
+	add(2, now, 2*n)       // service without affinity
+	add(7, now, 3*n)       // service gone
+	if _, err := e.d.objs.LbAffinity.BatchUpdate(keys, vals, nil); err != nil {
+		t.Fatal(err)
+	}
+	var k sockLbLbAffinityKey
+	var v sockLbLbAffinityValue
+	present := map[bool]int{} // live or not -> entries in the map (the LRU may have evicted some)
+	for it := e.d.objs.LbAffinity.Iterate(); it.Next(&k, &v); {
+		present[k.Id == 1 && v.LastNs == now]++
+	}
+	start := time.Now()
+	if err := e.d.sweepAffinity([]store.Service{live, plain}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	left := map[bool]int{}
+	for it := e.d.objs.LbAffinity.Iterate(); it.Next(&k, &v); {
+		left[k.Id == 1 && v.LastNs == now]++
+	}
+	t.Logf("sweep of %d entries (%d live): %v", present[true]+present[false], present[true], took)
+	if left[false] != 0 || left[true] != present[true] || present[true] < n/2 {
+		t.Errorf("after the sweep: %d live and %d stale entries left, want %d live (of %d written) and none stale",
+			left[true], left[false], present[true], n)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the sweep took %v", took)
+	}
+}
