@@ -18,23 +18,6 @@ import (
 	"google.golang.org/grpc"
 )
 
-func TestBackoffDoublesAndResets(t *testing.T) {
-	b := backoff{min: minBackoff, max: maxBackoff, stable: stableRun}
-	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
-		4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
-	for i, w := range want {
-		if got := b.next(time.Second); got != w {
-			t.Fatalf("wait %d after servers that ran 1s: %v, want %v", i, got, w)
-		}
-	}
-	if got := b.next(stableRun); got != minBackoff {
-		t.Errorf("after a server that ran %v: %v, want %v", stableRun, got, minBackoff)
-	}
-	if got := b.next(0); got != 2*minBackoff {
-		t.Errorf("then after a failed start: %v, want %v", got, 2*minBackoff)
-	}
-}
-
 // fakeProc is a plugin server process that runs until exited is set.
 type fakeProc struct{ exited bool }
 

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/braid-cni/braid/core/backoff"
 	"github.com/braid-cni/braid/core/conflist"
 	"github.com/braid-cni/braid/core/datapathrpc"
 	"github.com/hashicorp/go-hclog"
@@ -190,7 +191,7 @@ const (
 // never started) with a backoff, and at once when its binary was replaced,
 // until ctx ends; restarted is called after each restart.
 func (h *hosted) supervise(ctx context.Context, restarted func(*hosted)) {
-	wait := backoff{min: minBackoff, max: maxBackoff, stable: stableRun}
+	wait := backoff.Backoff{Min: minBackoff, Max: maxBackoff, Stable: stableRun}
 	started := time.Now()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -211,7 +212,7 @@ func (h *hosted) supervise(ctx context.Context, restarted func(*hosted)) {
 		case h.up():
 			continue
 		default:
-			d := wait.next(time.Since(started))
+			d := wait.Next(time.Since(started))
 			h.log.Error("plugin server is down; restarting", "plugin", h.name, "in", d)
 			select {
 			case <-ctx.Done():
@@ -236,25 +237,6 @@ func (h *hosted) replace() error {
 	defer h.calls.Unlock()
 	h.stop()
 	return h.start()
-}
-
-// backoff is how long to wait before starting a server again: doubling from
-// min to max while starts fail or servers die young, from min again once a
-// server ran for stable.
-type backoff struct {
-	min, max, stable time.Duration
-	cur              time.Duration
-}
-
-// next is the wait before the next start, after a server that ran for ran
-// (0 or little if it did not start).
-func (b *backoff) next(ran time.Duration) time.Duration {
-	if b.cur == 0 || ran >= b.stable {
-		b.cur = b.min
-	}
-	d := b.cur
-	b.cur = min(2*b.cur, b.max)
-	return d
 }
 
 // binaryID tells one file at a path from another: a new file (rename over

@@ -157,6 +157,12 @@ func (c *Client) UpdateService(ctx context.Context, name string, fn func(*store.
 
 // editServices reads every service, lets edit change the set, checks it is
 // consistent and writes what changed, if nothing changed in between.
+//
+// Not a concurrency.STM: an STM reads and guards single keys, and the
+// check here is over the whole set (no two services on one address or
+// node port, the maps' capacity), so a service added under another name
+// meanwhile must fail the write. The guard is the prefix's highest
+// ModRevision, which an STM cannot express.
 func (c *Client) editServices(ctx context.Context, edit func(map[string]store.Service) error) error {
 	for range 10 {
 		resp, err := c.Get(ctx, c.dir(kindServices), clientv3.WithPrefix())

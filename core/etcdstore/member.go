@@ -12,9 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/braid-cni/braid/core/backoff"
 	"github.com/braid-cni/braid/core/datastore"
 	"github.com/braid-cni/braid/core/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 // Member is one node's membership: registration under a lease, the pod
@@ -30,7 +32,7 @@ type Member struct {
 	LeaseTTL    time.Duration
 	Log         *slog.Logger
 
-	lastKeepAlive atomic.Int64 // unix nanoseconds; 0 while not registered
+	live atomic.Pointer[concurrency.Session] // while registered
 }
 
 var (
@@ -47,10 +49,18 @@ func (m *Member) Resume(last store.Node) {
 }
 
 // Connected reports whether the node is registered and its lease was
-// renewed within its TTL.
+// renewed within its TTL (the session ends when it was not).
 func (m *Member) Connected() bool {
-	last := m.lastKeepAlive.Load()
-	return last != 0 && time.Since(time.Unix(0, last)) < m.LeaseTTL
+	s := m.live.Load()
+	if s == nil {
+		return false
+	}
+	select {
+	case <-s.Done():
+		return false
+	default:
+		return true
+	}
 }
 
 // Run keeps the node registered and calls apply with a new View after each
@@ -59,24 +69,21 @@ func (m *Member) Connected() bool {
 // ends (lease lost, watch broken) is followed by a new one that registers
 // again and re-reads everything, so nothing missed is lost.
 func (m *Member) Run(ctx context.Context, apply func(datastore.View)) {
-	backoff := 250 * time.Millisecond
+	wait := backoff.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second, Stable: time.Minute}
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := m.session(ctx, apply)
-		m.lastKeepAlive.Store(0)
+		m.live.Store(nil)
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(start) > time.Minute {
-			backoff = 250 * time.Millisecond
-		}
-		m.Log.Warn("etcd session ended; retrying", "err", err, "in", backoff)
+		d := wait.Next(time.Since(start))
+		m.Log.Warn("etcd session ended; retrying", "err", err, "in", d)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(d):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -86,14 +93,24 @@ const callTimeout = 5 * time.Second
 func (m *Member) session(ctx context.Context, apply func(datastore.View)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The lease is granted here, with a deadline: NewSession would wait
+	// for etcd as long as its context, which is the session's lifetime.
 	cctx, ccancel := context.WithTimeout(ctx, callTimeout)
 	lease, err := m.Client.Grant(cctx, int64(m.LeaseTTL.Seconds()))
 	ccancel()
 	if err != nil {
 		return fmt.Errorf("lease: %w", err)
 	}
+	// The session keeps the lease alive until ctx ends or etcd is away
+	// for longer than the TTL. It is never closed (a close revokes): an
+	// agent that stops or restarts must not take its node out of every
+	// other node's view; its registration lapses with the TTL.
+	sess, err := concurrency.NewSession(m.Client.Client, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("keepalive: %w", err)
+	}
 	cctx, ccancel = context.WithTimeout(ctx, callTimeout)
-	cidr, err := m.Register(cctx, lease.ID)
+	cidr, err := m.Register(cctx, sess.Lease())
 	ccancel()
 	if err != nil {
 		return err
@@ -101,12 +118,8 @@ func (m *Member) session(ctx context.Context, apply func(datastore.View)) error 
 	self := m.Node
 	self.PodCIDR = cidr
 	m.Node.PodCIDR = cidr // asked for first next time
-	keepAlive, err := m.Client.KeepAlive(ctx, lease.ID)
-	if err != nil {
-		return fmt.Errorf("keepalive: %w", err)
-	}
-	m.lastKeepAlive.Store(time.Now().UnixNano())
-	m.Log.Info("registered", "node", self.Name, "podCIDR", cidr, "lease", fmt.Sprintf("%x", lease.ID))
+	m.live.Store(sess)
+	m.Log.Info("registered", "node", self.Name, "podCIDR", cidr, "lease", fmt.Sprintf("%x", sess.Lease()))
 
 	cctx, ccancel = context.WithTimeout(ctx, callTimeout)
 	st, rev, err := m.load(cctx)
@@ -120,13 +133,8 @@ func (m *Member) session(ctx context.Context, apply func(datastore.View)) error 
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case ka, ok := <-keepAlive:
-			if !ok {
-				return errors.New("lease lost (etcd unreachable for longer than the lease TTL)")
-			}
-			if ka != nil {
-				m.lastKeepAlive.Store(time.Now().UnixNano())
-			}
+		case <-sess.Done():
+			return errors.New("lease lost (etcd unreachable for longer than the lease TTL)")
 		case resp, ok := <-watch:
 			if !ok {
 				return errors.New("watch closed")
@@ -146,67 +154,74 @@ func (m *Member) session(ctx context.Context, apply func(datastore.View)) error 
 }
 
 // Register claims a pod CIDR for the node (or finds the one it holds) and
-// registers the node under lease, in one transaction: two agents can never
-// get the same CIDR, and a node is never seen without one. Run does this;
-// it is exported for tools that simulate nodes.
+// registers the node under lease, in one software transaction (STM): two
+// agents can never get the same CIDR, and a node is never seen without
+// one. Run does this; it is exported for tools that simulate nodes.
 func (m *Member) Register(ctx context.Context, lease clientv3.LeaseID) (netip.Prefix, error) {
-	c, name := m.Client, m.Node.Name
-	for range 20 {
-		claim, err := c.Get(ctx, c.key(kindClaims, name))
+	var cidr netip.Prefix
+	_, err := concurrency.NewSTM(m.Client.Client, func(s concurrency.STM) (err error) {
+		if cidr, err = m.claim(ctx, s); err != nil {
+			return err
+		}
+		reg, err := json.Marshal(store.Peer{Name: m.Node.Name, NodeIP: m.Node.NodeIP, PodCIDR: cidr})
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("claim: %w", err)
+			return err
 		}
-		var cidr netip.Prefix
-		var conds []clientv3.Cmp
-		var ops []clientv3.Op
-		if len(claim.Kvs) > 0 {
-			if cidr, err = netip.ParsePrefix(string(claim.Kvs[0].Value)); err != nil {
-				return cidr, fmt.Errorf("%s: %w", claim.Kvs[0].Key, err)
-			}
-			if !m.ClusterCIDR.Contains(cidr.Addr()) || cidr.Bits() != m.NodeBits {
-				return cidr, fmt.Errorf("node %s holds pod CIDR %s, which is not a /%d of the cluster CIDR %s: release it with `braid node del %s --etcd-endpoints …`",
-					name, cidr, m.NodeBits, m.ClusterCIDR, name)
-			}
-			conds = []clientv3.Cmp{
-				clientv3.Compare(clientv3.Value(c.key(kindClaims, name)), "=", cidr.String()),
-				clientv3.Compare(clientv3.Value(c.key(kindPodCIDRs, cidr.String())), "=", name),
-			}
-		} else {
-			taken, err := c.Get(ctx, c.dir(kindPodCIDRs), clientv3.WithPrefix(), clientv3.WithKeysOnly())
-			if err != nil {
-				return cidr, fmt.Errorf("pod CIDRs: %w", err)
-			}
-			used := map[string]bool{}
-			for _, kv := range taken.Kvs {
-				used[strings.TrimPrefix(string(kv.Key), c.dir(kindPodCIDRs))] = true
-			}
-			if cidr, err = m.pick(used); err != nil {
-				return cidr, err
-			}
-			conds = []clientv3.Cmp{
-				clientv3.Compare(clientv3.CreateRevision(c.key(kindClaims, name)), "=", 0),
-				clientv3.Compare(clientv3.CreateRevision(c.key(kindPodCIDRs, cidr.String())), "=", 0),
-			}
-			ops = []clientv3.Op{
-				clientv3.OpPut(c.key(kindClaims, name), cidr.String()),
-				clientv3.OpPut(c.key(kindPodCIDRs, cidr.String()), name),
-			}
+		s.Put(m.Client.key(kindNodes, m.Node.Name), string(reg), clientv3.WithLease(lease))
+		return nil
+	}, concurrency.WithAbortContext(ctx))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("register: %w", err)
+	}
+	return cidr, nil
+}
+
+// claim is the pod CIDR the node holds, else a free one it claims, in s.
+// The STM commits only if no key it read changed: a CIDR another agent
+// claimed meanwhile makes it run again.
+func (m *Member) claim(ctx context.Context, s concurrency.STM) (netip.Prefix, error) {
+	c, name := m.Client, m.Node.Name
+	if held := s.Get(c.key(kindClaims, name)); held != "" {
+		cidr, err := netip.ParsePrefix(held)
+		if err != nil {
+			return cidr, fmt.Errorf("%s: %w", c.key(kindClaims, name), err)
 		}
-		reg, err := json.Marshal(store.Peer{Name: name, NodeIP: m.Node.NodeIP, PodCIDR: cidr})
+		if !m.ClusterCIDR.Contains(cidr.Addr()) || cidr.Bits() != m.NodeBits {
+			return cidr, fmt.Errorf("node %s holds pod CIDR %s, which is not a /%d of the cluster CIDR %s: release it with `braid node del %s --etcd-endpoints …`",
+				name, cidr, m.NodeBits, m.ClusterCIDR, name)
+		}
+		switch owner := s.Get(c.key(kindPodCIDRs, held)); owner {
+		case name:
+		case "": // the claim's other half was deleted by hand: restored
+			s.Put(c.key(kindPodCIDRs, held), name)
+		default:
+			return cidr, fmt.Errorf("node %s holds pod CIDR %s, which %s says is node %s's: release one with `braid node del`",
+				name, cidr, c.key(kindPodCIDRs, held), owner)
+		}
+		return cidr, nil
+	}
+	// The CIDRs taken, as a hint: an STM reads keys, not prefixes. Each
+	// candidate is read in the STM, so one taken since is seen.
+	taken, err := c.Get(ctx, c.dir(kindPodCIDRs), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("pod CIDRs: %w", err)
+	}
+	used := map[string]bool{}
+	for _, kv := range taken.Kvs {
+		used[strings.TrimPrefix(string(kv.Key), c.dir(kindPodCIDRs))] = true
+	}
+	for {
+		cidr, err := m.pick(used)
 		if err != nil {
 			return cidr, err
 		}
-		ops = append(ops, clientv3.OpPut(c.key(kindNodes, name), string(reg), clientv3.WithLease(lease)))
-		resp, err := c.Txn(ctx).If(conds...).Then(ops...).Commit()
-		if err != nil {
-			return cidr, fmt.Errorf("register: %w", err)
-		}
-		if resp.Succeeded {
+		if s.Get(c.key(kindPodCIDRs, cidr.String())) == "" {
+			s.Put(c.key(kindClaims, name), cidr.String())
+			s.Put(c.key(kindPodCIDRs, cidr.String()), name)
 			return cidr, nil
 		}
-		// Another agent took the CIDR (or the claim changed): look again.
+		used[cidr.String()] = true
 	}
-	return netip.Prefix{}, errors.New("could not claim a pod CIDR: too many concurrent claims")
 }
 
 // pick is the node's preferred CIDR if it is free, else the first free one.
