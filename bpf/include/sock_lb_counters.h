@@ -17,7 +17,7 @@ enum counter {
 	CNT_SKIPPED_NETNS   = 4, /* connects and sends left alone by hostNamespaceOnly (another netns's) */
 	CNT_BACKEND_MISSING = 5, /* a pick of a slot absent from the backend map (the maps disagree): ECONNREFUSED */
 	CNT_NODEPORT_LB     = 6, /* of those balanced, the ones to <a node IP>:<nodePort> */
-	CNT_MAPPED_LB       = 7, /* of those balanced, IPv6 sockets' connects and sends to a v4-mapped address */
+	CNT_MAPPED_LB       = 7, /* of those balanced, IPv6 sockets' connects to a v4-mapped address (their unconnected sendto() runs the IPv4 hook) */
 	CNT_AFFINITY_HIT    = 8, /* picks that kept the client's backend (within its affinity timeout) */
 	CNT_AFFINITY_STALE  = 9, /* affinity entries whose backend left the service: picked anew */
 };
