@@ -56,6 +56,7 @@ func serviceAddCmd(g *globals) *cobra.Command {
 	f.Uint16Var(&nodePort, "node-port", 0, "node port of a NodePort service")
 	nodePortRangeFlag(f, &nodePortRange)
 	f.StringVar(&s.ExternalTrafficPolicy, "external-traffic-policy", "", "Cluster or Local (NodePort)")
+	f.Uint32Var(&s.AffinityTimeout, "affinity-timeout", 0, "seconds a client (a pod's network namespace, or the node's) keeps its backend since its last connect; 0: none")
 	_ = cmd.MarkFlagRequired("vip")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd

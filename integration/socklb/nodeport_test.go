@@ -1,6 +1,7 @@
 package socklb
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -105,10 +106,9 @@ func TestAffinity(t *testing.T) {
 	b := serve(t, c2.AddPod(t, "b"))
 	c := serve(t, c2.AddPod(t, "c"))
 	const timeout = 2
-	sticky := service("sticky", "198.18.100.30:80", store.TCP, a.tcp, b.tcp, c.tcp)
-	sticky.AffinityTimeout = timeout
-	plain := service("plain", "198.18.100.31:80", store.TCP, a.tcp, b.tcp, c.tcp)
-	apply(t, n1, sticky, plain)
+	apply(t, n1, service("plain", "198.18.100.31:80", store.TCP, a.tcp, b.tcp, c.tcp))
+	n1.Braid(t, "service", "add", "sticky", "--vip", "198.18.100.30", "--port", "80", "--affinity-timeout", fmt.Sprint(timeout),
+		"--backend", a.tcp.String()+","+b.tcp.String()+","+c.tcp.String())
 	c1.RequireSync(t)
 	p := n1.Probe(t, client.NS)
 
