@@ -6,14 +6,18 @@
  * table holds a route per remote pod CIDR via that node's IP; the programs
  * let pod traffic skip the stack:
  *
- *   from_container (tcx ingress of a pod's host veth, after veth-ebpf):
- *     bpf_fib_lookup; a packet routed out of the node device is sent there
- *     directly (bpf_redirect, or bpf_redirect_neigh when the next hop is not
- *     resolved yet). Anything the lookup cannot answer (local, fragmentation
- *     needed, no route...) goes on with TCX_NEXT, to the stack.
+ *   from_container (tcx ingress of a pod's host veth, after veth-ebpf): a
+ *     packet for another node's pod CIDR (native_peers) is looked up with
+ *     bpf_fib_lookup and, routed out of the node device, sent there directly
+ *     (bpf_redirect, or bpf_redirect_neigh when the next hop is not resolved
+ *     yet). Everything else (the internet, a metadata service, a service
+ *     VIP, multicast) and anything the lookup cannot answer (local,
+ *     fragmentation needed, no route...) goes on with TCX_NEXT, to the
+ *     stack, whose netfilter (DNAT, FORWARD, MASQUERADE) must see it.
  *   from_netdev (tcx ingress of the node device): a packet for a pod on this
  *     node goes straight into its netns with bpf_redirect_peer; an IPv4
- *     header that lies about its lengths is dropped.
+ *     header that lies about its lengths is dropped; a VLAN-tagged frame is
+ *     the stack's (a VLAN device of the node may own it).
  */
 
 #include "braid.h"
@@ -35,6 +39,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } native_settings SEC(".maps");
 
+#define NATIVE_PEERS_MAX 4096
+
+struct peer_key {
+	__u32 prefixlen;
+	__u32 ip4; /* network byte order */
+};
+
+/* Other nodes' pod CIDRs -> the node IP (network byte order). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct peer_key);
+	__type(value, __u32);
+	__uint(max_entries, NATIVE_PEERS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} native_peers SEC(".maps");
+
 __inline __u32 device_ifindex(void)
 {
 	__u32 zero = 0;
@@ -49,13 +70,26 @@ int from_container(struct __sk_buff *skb)
 	/* Behind ptp, no veth-ebpf has checked the pod's header: lengths
 	 * must add up before a redirect skips the stack's checks. */
 	struct iphdr *ip = ipv4_hdr_checked(skb);
+	struct ethhdr *eth = eth_hdr(skb);
 	struct bpf_fib_lookup fib = {};
+	struct peer_key peer;
 	__u32 dev = device_ifindex();
 	__u32 mtu = 0;
 	long rc;
 
+	/* Behind ptp, this is the first program to see a pod's frames too. */
+	if (eth && vlan_tagged(skb, eth)) {
+		count(CNT_DROP_VLAN);
+		return TC_ACT_SHOT;
+	}
 	if (!ip || !dev || ip->ttl <= 1) {
 		count(CNT_PASS_NEXT);
+		return BRAID_NEXT;
+	}
+	peer.prefixlen = 32;
+	peer.ip4 = ip->daddr;
+	if (!bpf_map_lookup_elem(&native_peers, &peer)) {
+		count(CNT_NOT_PEER);
 		return BRAID_NEXT;
 	}
 	fib.family = AF_INET;
@@ -109,6 +143,7 @@ SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
 	struct endpoint_info *ep;
+	int ret;
 	/* Delivery skips the stack's checks, so the header's lengths must
 	 * add up; one that lies is dropped here, as the stack would. */
 	struct iphdr *ip = ipv4_hdr_checked(skb);
@@ -117,13 +152,15 @@ int from_netdev(struct __sk_buff *skb)
 		count(CNT_DROP_NETDEV_MALFORMED);
 		return TC_ACT_SHOT;
 	}
-	/* A TTL that expires here is the stack's to answer (ICMP time exceeded). */
-	if (!ip || ip->ttl <= 1 || !(ep = endpoint_lookup(ip->daddr))) {
+	/* A TTL that expires here is the stack's to answer (ICMP time
+	 * exceeded); a tagged frame is for a VLAN device, if any. */
+	if (!ip || ip->ttl <= 1 || skb->vlan_present || !(ep = endpoint_lookup(ip->daddr))) {
 		count(CNT_NETDEV_PASS);
 		return BRAID_NEXT;
 	}
-	count(CNT_NETDEV_DELIVER);
-	return deliver_local(skb, ip, ep);
+	ret = deliver_local(skb, ip, ep);
+	count(ret == TC_ACT_SHOT ? CNT_DROP_REWRITE : CNT_NETDEV_DELIVER);
+	return ret;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

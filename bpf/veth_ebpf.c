@@ -5,14 +5,15 @@
  * veth-ebpf: the pod interface datapath. Both programs sit on the pod's
  * host-side veth, attached with tcx:
  *
- *   from_container (ingress, i.e. pod egress): anti-spoofing on IPv4 source
- *     and MAC and on ARP sender fields; same-node delivery straight into the
+ *   from_container (ingress, i.e. pod egress; first on the hook, before any
+ *     chained plugin's program): VLAN-tagged frames dropped, anti-spoofing
+ *     on IPv4 source and MAC and on ARP sender fields; same-node delivery straight into the
  *     destination pod's netns with bpf_redirect_peer; everything else goes to
  *     the next program in the chain (TCX_NEXT), then to the kernel stack.
  *
  *   to_container (egress, i.e. pod ingress from the node's stack): lets only
- *   packets addressed to this pod (and ARP) through, so a stray route cannot
- *   push another pod's traffic into it.
+ *   untagged IPv4 packets addressed to this pod, and ARP, through, so a stray
+ *   route cannot push another pod's traffic (or IPv6) into it.
  */
 
 #include "braid.h"
@@ -91,6 +92,10 @@ int from_container(struct __sk_buff *skb)
 		count(CNT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
+	if (vlan_tagged(skb, eth)) {
+		count(CNT_DROP_VLAN);
+		return TC_ACT_SHOT;
+	}
 	switch (eth->h_proto) {
 	case bpf_htons(ETH_P_IP):
 		return from_container_ipv4(skb, eth);
@@ -113,9 +118,18 @@ int to_container(struct __sk_buff *skb)
 		count(CNT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
-	if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+	if (vlan_tagged(skb, eth)) {
+		count(CNT_DROP_VLAN);
+		return TC_ACT_SHOT;
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
 		count(CNT_TO_CONTAINER);
 		return BRAID_NEXT;
+	}
+	if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+		/* IPv6 is disabled in the pod; nothing else is braid's to carry. */
+		count(CNT_DROP_PROTO);
+		return TC_ACT_SHOT;
 	}
 	ip = ipv4_hdr(skb);
 	if (!ip) {

@@ -6,8 +6,10 @@
  *
  *   from_container (tcx ingress of a pod's host veth, after veth-ebpf): a
  *     packet for another node's pod CIDR gets its tunnel key from the tunnel
- *     map and is redirected to the VXLAN device; one too large for the
- *     overlay, and anything else: TCX_NEXT.
+ *     map, its TTL decremented (it is routed), and is redirected to the
+ *     VXLAN device; one too large for the overlay or whose TTL expires here,
+ *     and anything else (not a pod CIDR: the stack's netfilter must see
+ *     it): TCX_NEXT. A VLAN-tagged frame is dropped.
  *   to_overlay (tcx egress of the VXLAN device): sets the tunnel key of
  *     packets the node's stack routes into the device (node-to-pod traffic,
  *     and the stack fallback).
@@ -108,13 +110,24 @@ int from_container(struct __sk_buff *skb)
 	/* Behind ptp, no veth-ebpf has checked the pod's header: lengths
 	 * must add up before a redirect skips the stack's checks. */
 	struct iphdr *ip = ipv4_hdr_checked(skb);
+	struct ethhdr *eth = eth_hdr(skb);
 	struct tunnel_endpoint *te = NULL;
 	__u32 mtu = 0;
 
+	/* Behind ptp, this is the first program to see a pod's frames too. */
+	if (eth && vlan_tagged(skb, eth)) {
+		count(CNT_DROP_VLAN);
+		return TC_ACT_SHOT;
+	}
 	if (ip && s)
 		te = tunnel_lookup(ip->daddr);
 	if (!te) {
 		count(CNT_PASS_NEXT);
+		return BRAID_NEXT;
+	}
+	/* The node routes the packet: the stack answers TTL expiry (ICMP). */
+	if (ip->ttl <= 1) {
+		count(CNT_TTL_EXPIRED);
 		return BRAID_NEXT;
 	}
 	/*
@@ -131,6 +144,10 @@ int from_container(struct __sk_buff *skb)
 	if (bpf_check_mtu(skb, s->vxlan_ifindex, &mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS) {
 		count(CNT_FRAG_NEEDED);
 		return BRAID_NEXT;
+	}
+	if (ipv4_dec_ttl(skb, ip->ttl) < 0) {
+		count(CNT_DROP_REWRITE);
+		return TC_ACT_SHOT;
 	}
 	if (set_key(skb, s, te) < 0)
 		return TC_ACT_SHOT;
@@ -182,6 +199,7 @@ int from_overlay(struct __sk_buff *skb)
 	struct endpoint_info *ep;
 	struct iphdr *ip;
 	__u32 outer_src;
+	int ret;
 
 	if (!s) {
 		count(CNT_NOT_CONFIGURED);
@@ -198,6 +216,12 @@ int from_overlay(struct __sk_buff *skb)
 	outer_src = bpf_htonl(key.remote_ipv4);
 	if (!bpf_map_lookup_elem(&tunnel_peers, &outer_src)) {
 		count(CNT_DROP_UNKNOWN_PEER);
+		return TC_ACT_SHOT;
+	}
+	/* The inner frame's tag went to skb metadata on receive: nodes
+	 * send untagged frames only. */
+	if (skb->vlan_present) {
+		count(CNT_DROP_VLAN);
 		return TC_ACT_SHOT;
 	}
 	/* Delivery skips the stack's checks: lengths must add up. */
@@ -221,8 +245,9 @@ int from_overlay(struct __sk_buff *skb)
 		count(CNT_DECAP_TO_STACK);
 		return BRAID_NEXT;
 	}
-	count(CNT_DECAP_DELIVER);
-	return deliver_local(skb, ip, ep);
+	ret = deliver_local(skb, ip, ep);
+	count(ret == TC_ACT_SHOT ? CNT_DROP_REWRITE : CNT_DECAP_DELIVER);
+	return ret;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

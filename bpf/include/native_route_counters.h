@@ -16,6 +16,8 @@ enum counter {
 	CNT_FIB_TO_STACK          = 3, /* from_container: the lookup cannot answer (local, frag needed, no route, other device) */
 	CNT_NETDEV_DELIVER        = 4, /* from_netdev: for a local pod, delivered with bpf_redirect_peer */
 	CNT_NETDEV_PASS           = 5, /* from_netdev: not for a local pod: TCX_NEXT */
-	CNT_DROP_REWRITE          = 6, /* a TTL or MAC rewrite failed */
+	CNT_DROP_REWRITE          = 6, /* a TTL or MAC rewrite failed (forwarding, or delivery to a local pod) */
 	CNT_DROP_NETDEV_MALFORMED = 7, /* from_netdev: EtherType IPv4, but the header lies about its lengths (or is cut short) */
+	CNT_NOT_PEER              = 8, /* from_container: not for another node's pod CIDR (internet, VIPs, multicast): to the stack */
+	CNT_DROP_VLAN             = 9, /* from_container: a VLAN tag, in skb metadata or in the frame */
 };

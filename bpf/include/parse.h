@@ -71,6 +71,23 @@ __inline struct iphdr *ipv4_hdr_checked(struct __sk_buff *skb)
 	return ip;
 }
 
+#define ETH_P_8021Q  0x8100
+#define ETH_P_8021AD 0x88A8
+
+/*
+ * vlan_tagged reports a frame that carries an 802.1Q/802.1AD tag, either
+ * in skb metadata (the receiving device, a veth's host side included,
+ * moves the outer tag there before tc runs) or still in the frame (the
+ * inner tag of a double-tagged frame). braid pods and nodes exchange
+ * untagged frames only: a tagged one redirected out of the node device
+ * would leave tagged, onto whatever VLAN the underlay trunks.
+ */
+__inline bool vlan_tagged(struct __sk_buff *skb, struct ethhdr *eth)
+{
+	return skb->vlan_present || eth->h_proto == bpf_htons(ETH_P_8021Q) ||
+	       eth->h_proto == bpf_htons(ETH_P_8021AD);
+}
+
 __inline struct arp_eth_ipv4 *arp_hdr(struct __sk_buff *skb)
 {
 	struct arp_eth_ipv4 *arp = hdr(skb, sizeof(struct ethhdr), sizeof(*arp));

@@ -15,8 +15,9 @@ enum counter {
 	CNT_DROP_SPOOF_IP  = 2, /* from_container: IPv4 source is not the endpoint's */
 	CNT_DROP_SPOOF_MAC = 3, /* from_container: source MAC is not the endpoint's */
 	CNT_DROP_SPOOF_ARP = 4, /* from_container: ARP sender is not the endpoint's */
-	CNT_DROP_PROTO     = 5, /* from_container: not IPv4 or ARP (IPv6, VLAN tags) */
+	CNT_DROP_PROTO     = 5, /* from_container: not IPv4 or ARP (IPv6); to_container: neither IPv4 nor ARP */
 	CNT_DROP_MALFORMED = 6, /* an IPv4 header whose lengths do not add up, or cut short */
 	CNT_DROP_NOT_OURS  = 7, /* to_container: IPv4 not addressed to the pod */
 	CNT_TO_CONTAINER   = 8, /* to_container: passed to the pod */
+	CNT_DROP_VLAN      = 9, /* a VLAN tag, in skb metadata or in the frame (both directions) */
 };

@@ -22,4 +22,7 @@ enum counter {
 	CNT_DROP_SET_KEY       = 9,  /* bpf_skb_set_tunnel_key failed */
 	CNT_NOT_CONFIGURED     = 10, /* to_overlay/from_overlay ran before the settings were written */
 	CNT_FRAG_NEEDED        = 11, /* from_container: larger than the overlay's MTU: to the stack (ICMP or fragments) */
+	CNT_DROP_VLAN          = 12, /* from_container, from_overlay: a VLAN tag, in skb metadata or in the frame */
+	CNT_TTL_EXPIRED        = 13, /* from_container: TTL would reach 0: to the stack (ICMP time exceeded) */
+	CNT_DROP_REWRITE       = 14, /* a TTL or MAC rewrite failed (encap, or delivery to a local pod) */
 };

@@ -23,6 +23,8 @@ const (
 	NativeRouteCounterCNT_NETDEV_PASS           NativeRouteCounter = 5
 	NativeRouteCounterCNT_DROP_REWRITE          NativeRouteCounter = 6
 	NativeRouteCounterCNT_DROP_NETDEV_MALFORMED NativeRouteCounter = 7
+	NativeRouteCounterCNT_NOT_PEER              NativeRouteCounter = 8
+	NativeRouteCounterCNT_DROP_VLAN             NativeRouteCounter = 9
 )
 
 // Names of all BPF objects in the ELF.

@@ -24,6 +24,7 @@ const (
 	VethEbpfCounterCNT_DROP_MALFORMED VethEbpfCounter = 6
 	VethEbpfCounterCNT_DROP_NOT_OURS  VethEbpfCounter = 7
 	VethEbpfCounterCNT_TO_CONTAINER   VethEbpfCounter = 8
+	VethEbpfCounterCNT_DROP_VLAN      VethEbpfCounter = 9
 )
 
 // Names of all BPF objects in the ELF.

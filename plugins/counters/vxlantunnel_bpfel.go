@@ -27,6 +27,9 @@ const (
 	VxlanTunnelCounterCNT_DROP_SET_KEY       VxlanTunnelCounter = 9
 	VxlanTunnelCounterCNT_NOT_CONFIGURED     VxlanTunnelCounter = 10
 	VxlanTunnelCounterCNT_FRAG_NEEDED        VxlanTunnelCounter = 11
+	VxlanTunnelCounterCNT_DROP_VLAN          VxlanTunnelCounter = 12
+	VxlanTunnelCounterCNT_TTL_EXPIRED        VxlanTunnelCounter = 13
+	VxlanTunnelCounterCNT_DROP_REWRITE       VxlanTunnelCounter = 14
 )
 
 // Names of all BPF objects in the ELF.

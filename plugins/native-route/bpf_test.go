@@ -96,6 +96,14 @@ func newTestNode(t testing.TB) *testNode {
 	n.objs = &nativeRouteObjects{}
 	bpftest.Load(t, spec, n.objs, map[string]*ebpf.Map{nativeRouteMapEndpoints: eps})
 	n.configure(t, n.dev)
+	// What Reconcile writes for the peer (and, to reach the device check,
+	// for the CIDR routed out of another device).
+	for cidr, via := range map[netip.Prefix]netip.Addr{peerCIDR: peerNode, otherCIDR: peerNode} {
+		k := nativeRoutePeerKey{Prefixlen: uint32(cidr.Bits()), Ip4: maps.IPv4Word(cidr.Addr())}
+		if err := n.objs.NativePeers.Put(k, maps.IPv4Word(via)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return n
 }
 
@@ -246,11 +254,18 @@ func fromContainerCases() []progCase {
 		{name: "one byte over the MTU: to the stack (ICMP frag needed)",
 			frame: fromPod(remotePod, 64, deviceMTU+1), verdict: bpftest.Next, counter: cntFIBToStack},
 		{name: "TTL 1: to the stack (time exceeded)", frame: fromPod(remotePod, 1, 100), verdict: bpftest.Next, counter: cntPassNext},
-		{name: "to the node: to the stack", frame: fromPod(thisNode, 64, 100), verdict: bpftest.Next, counter: cntFIBToStack},
-		{name: "to the peer node itself (same device): redirect",
-			frame: fromPod(peerNode, 64, 100), verdict: bpftest.Redirect, counter: cntFIBRedirect,
-			out: forwarded(peerMAC, devMAC, localPod, peerNode, 64, 100)},
-		{name: "no route: to the stack", frame: fromPod(unrouted, 64, 100), verdict: bpftest.Next, counter: cntFIBToStack},
+		{name: "to the node: to the stack", frame: fromPod(thisNode, 64, 100), verdict: bpftest.Next, counter: cntNotPeer},
+		// Only pod CIDRs skip the stack: its netfilter (MASQUERADE, DNAT)
+		// must see the rest.
+		{name: "to the peer node itself: to the stack", frame: fromPod(peerNode, 64, 100), verdict: bpftest.Next, counter: cntNotPeer},
+		{name: "to an address outside the cluster: to the stack",
+			frame: fromPod(netip.MustParseAddr("198.18.7.7"), 64, 100), verdict: bpftest.Next, counter: cntNotPeer},
+		{name: "to link-local multicast: to the stack",
+			frame: fromPod(netip.MustParseAddr("224.0.0.251"), 64, 100), verdict: bpftest.Next, counter: cntNotPeer},
+		{name: "no route: to the stack", frame: fromPod(unrouted, 64, 100), verdict: bpftest.Next, counter: cntNotPeer},
+		{name: "VLAN tag in the frame: dropped",
+			frame:   packet.Ethernet(hostMAC, podMAC, 0x8100, append([]byte{0, 7, 8, 0}, fromPod(remotePod, 64, 100)[14:]...)),
+			verdict: bpftest.Shot, counter: cntDropVLAN},
 		{name: "routed out of another device: to the stack",
 			frame: fromPod(otherCIDR.Addr().Next(), 64, 100), verdict: bpftest.Next, counter: cntFIBToStack},
 		{name: "ARP: next", frame: arp(), verdict: bpftest.Next, counter: cntPassNext},

@@ -12,4 +12,6 @@ const (
 	cntNetdevPass          = int(counters.NativeRouteCounterCNT_NETDEV_PASS)
 	cntDropRewrite         = int(counters.NativeRouteCounterCNT_DROP_REWRITE)
 	cntDropNetdevMalformed = int(counters.NativeRouteCounterCNT_DROP_NETDEV_MALFORMED)
+	cntNotPeer             = int(counters.NativeRouteCounterCNT_NOT_PEER)
+	cntDropVLAN            = int(counters.NativeRouteCounterCNT_DROP_VLAN)
 )

@@ -81,7 +81,38 @@ func (d *datapath) Reconcile(c chained.Cluster, r *plugin.Report) error {
 	}
 	changes, err = routes.Sync(dev, want)
 	r.Changes = append(r.Changes, changes...)
-	return err
+	if err != nil {
+		return err
+	}
+	return d.syncPeers(want, r)
+}
+
+// syncPeers makes native_peers hold the pod CIDRs of the reachable peers:
+// from_container redirects packets for those only. Everything else a pod
+// sends (the internet, a metadata service, a service VIP, multicast) takes
+// the stack, whose netfilter must see it.
+func (d *datapath) syncPeers(want []netlink.Route, r *plugin.Report) error {
+	_, removed, err := maps.Sync(d.objs.NativePeers, peerCIDRs(want))
+	for _, k := range removed {
+		r.Changed("native_peers: removed %s", netip.PrefixFrom(maps.WordIPv4(k.Ip4), int(k.Prefixlen)))
+	}
+	if err != nil {
+		return fmt.Errorf("native_peers: %w (it holds %d nodes)", err, d.objs.NativePeers.MaxEntries())
+	}
+	return nil
+}
+
+// peerCIDRs is what native_peers must hold for the routes to peers.
+func peerCIDRs(want []netlink.Route) map[nativeRoutePeerKey]uint32 {
+	out := map[nativeRoutePeerKey]uint32{}
+	for _, w := range want {
+		ones, _ := w.Dst.Mask.Size()
+		ip, _ := netip.AddrFromSlice(w.Dst.IP.To4())
+		gw, _ := netip.AddrFromSlice(w.Gw.To4())
+		cidr := netip.PrefixFrom(ip, ones).Masked()
+		out[nativeRoutePeerKey{Prefixlen: uint32(ones), Ip4: maps.IPv4Word(cidr.Addr())}] = maps.IPv4Word(gw)
+	}
+	return out
 }
 
 func (d *datapath) devicePin(node store.Node) string {
@@ -156,6 +187,12 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 	for _, w := range want {
 		if !hasRoute(have, w) {
 			return fmt.Errorf("route %s via %s is missing", w.Dst, w.Gw)
+		}
+	}
+	for k, v := range peerCIDRs(want) {
+		var have uint32
+		if err := d.objs.NativePeers.Lookup(k, &have); err != nil || have != v {
+			return fmt.Errorf("native_peers has no entry %s -> %s", netip.PrefixFrom(maps.WordIPv4(k.Ip4), int(k.Prefixlen)), maps.WordIPv4(v))
 		}
 	}
 	return nil

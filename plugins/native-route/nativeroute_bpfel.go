@@ -27,12 +27,19 @@ type nativeRouteNativeConf struct {
 	DeviceIfindex uint32
 }
 
+type nativeRoutePeerKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ip4       uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	nativeRouteMapCounters       = "counters"
 	nativeRouteMapEndpoints      = "endpoints"
+	nativeRouteMapNativePeers    = "native_peers"
 	nativeRouteMapNativeSettings = "native_settings"
 	nativeRouteProgFromContainer = "from_container"
 	nativeRouteProgFromNetdev    = "from_netdev"
@@ -90,6 +97,7 @@ type nativeRouteProgramSpecs struct {
 type nativeRouteMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	NativePeers    *ebpf.MapSpec `ebpf:"native_peers"`
 	NativeSettings *ebpf.MapSpec `ebpf:"native_settings"`
 }
 
@@ -121,6 +129,7 @@ func (o *nativeRouteObjects) Close() error {
 type nativeRouteMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	NativePeers    *ebpf.Map `ebpf:"native_peers"`
 	NativeSettings *ebpf.Map `ebpf:"native_settings"`
 }
 
@@ -128,6 +137,7 @@ func (m *nativeRouteMaps) Close() error {
 	return _NativeRouteClose(
 		m.Counters,
 		m.Endpoints,
+		m.NativePeers,
 		m.NativeSettings,
 	)
 }

@@ -41,6 +41,7 @@ const (
 	ctrDropMalformed = int(counters.VethEbpfCounterCNT_DROP_MALFORMED)
 	ctrDropNotOurs   = int(counters.VethEbpfCounterCNT_DROP_NOT_OURS)
 	ctrToContainer   = int(counters.VethEbpfCounterCNT_TO_CONTAINER)
+	ctrDropVLAN      = int(counters.VethEbpfCounterCNT_DROP_VLAN)
 )
 
 // skbContext is the head of struct __sk_buff, up to ifindex: test_run takes
@@ -274,9 +275,16 @@ func fromContainerCases() []progCase {
 			frame: ethernet(a.HostMAC, a.PodMAC, etherTypeIPv6, make([]byte, 40)), verdict: verdictShot, counter: ctrDropProto,
 		},
 		{
+			// The tag of a real frame is in skb metadata by now, which
+			// test_run cannot set: integration/hostile TestVLANFromPod.
 			name:    "VLAN tagged",
 			frame:   ethernet(a.HostMAC, a.PodMAC, etherTypeVLAN, append([]byte{0, 5, 8, 0}, aToB[14:]...)),
-			verdict: verdictShot, counter: ctrDropProto,
+			verdict: verdictShot, counter: ctrDropVLAN,
+		},
+		{
+			name:    "802.1AD tagged",
+			frame:   ethernet(a.HostMAC, a.PodMAC, 0x88a8, append([]byte{0, 5, 8, 0}, aToB[14:]...)),
+			verdict: verdictShot, counter: ctrDropVLAN,
 		},
 		{
 			name: "IPv4 header with version 6", frame: withByte(aToB, 14, 0x65),
@@ -341,9 +349,14 @@ func toContainerCases() []progCase {
 			verdict: verdictNext, counter: ctrToContainer,
 		},
 		{
-			// Current behaviour: only IPv4 is filtered; other protocols pass on.
-			name:  "IPv6 passes on",
-			frame: ethernet(a.PodMAC, a.HostMAC, etherTypeIPv6, make([]byte, 40)), verdict: verdictNext, counter: ctrToContainer,
+			// IPv6 is disabled in the pod (and on the host veth).
+			name:  "IPv6",
+			frame: ethernet(a.PodMAC, a.HostMAC, etherTypeIPv6, make([]byte, 40)), verdict: verdictShot, counter: ctrDropProto,
+		},
+		{
+			name:    "VLAN tagged",
+			frame:   ethernet(a.PodMAC, a.HostMAC, etherTypeVLAN, append([]byte{0, 5, 8, 0}, udpFrame(a.PodMAC, a.HostMAC, external, podA.ip)[14:]...)),
+			verdict: verdictShot, counter: ctrDropVLAN,
 		},
 		{
 			name:  "IPv4 header with IHL 3",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/braid-cni/braid/core/routes"
 	"github.com/braid-cni/braid/core/store"
@@ -65,8 +66,23 @@ func createVeth(netns ns.NetNS, ifName, hostName string, mtu int) (*podLink, err
 	if err != nil {
 		return nil, err
 	}
+	// The host end sends no IPv6 either (router solicitations, MLD):
+	// to_container drops IPv6, and would count each as a drop.
+	if err := disableIPv6(hostName); err != nil {
+		return nil, err
+	}
 	out.host, err = netlinksafe.LinkByName(hostName)
 	return out, err
+}
+
+// disableIPv6 turns IPv6 off on ifName in the current netns: braid's
+// datapath is IPv4-only. A kernel without IPv6 has nothing to turn off.
+func disableIPv6(ifName string) error {
+	_, err := sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/disable_ipv6", ifName), "1")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("disable IPv6 on %s: %w", ifName, err)
+	}
+	return nil
 }
 
 // configurePod gives the pod its /32, the link-local gateway and a default
@@ -77,7 +93,9 @@ func configurePod(netns ns.NetNS, ifName string, addr netip.Addr, hostMAC net.Ha
 		if err != nil {
 			return err
 		}
-		_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/disable_ipv6", ifName), "1")
+		if err := disableIPv6(ifName); err != nil {
+			return err
+		}
 		if err := netlink.LinkSetUp(l); err != nil {
 			return fmt.Errorf("set %s up: %w", ifName, err)
 		}

@@ -137,8 +137,25 @@ type progCase struct {
 // runner runs a program: bpftest.Run, or a Netns's Run.
 type runner func(prog *ebpf.Program, frame []byte, ctx bpftest.SkbContext) (uint32, []byte, error)
 
+// routed is frame as a router forwards it: TTL one less, header checksum
+// fixed (what from_container does before it encapsulates).
+func routed(frame []byte) []byte {
+	out := bytes.Clone(frame)
+	out[14+8]--
+	out[14+10], out[14+11] = 0, 0
+	binary.BigEndian.PutUint16(out[14+10:], packet.Checksum(out[14:14+20]))
+	return out
+}
+
+// podFrameTTL is podFrame with the given TTL.
+func podFrameTTL(src, dst netip.Addr, ttl uint8) []byte {
+	h := packet.IPv4{Src: src, Dst: dst, Proto: packet.ProtoUDP, ID: 7, TTL: ttl, Frag: 0x4000}
+	return packet.Ethernet(hostMAC, podMAC, packet.EtherTypeIPv4, h.Marshal(packet.UDP(src, dst, 40000, 5201, make([]byte, 72))))
+}
+
 // check runs every case on prog and checks the verdict, that the frame is
-// left as it was, and that exactly the case's counter rose by one.
+// left as it was (but for the TTL of one encapsulated), and that exactly
+// the case's counter rose by one.
 func check(t *testing.T, run runner, objs *vxlanTunnelObjects, prog *ebpf.Program, ctx bpftest.SkbContext, cases []progCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,14 +167,18 @@ func check(t *testing.T, run runner, objs *vxlanTunnelObjects, prog *ebpf.Progra
 			if verdict != tc.verdict {
 				t.Errorf("verdict %s, want %s", bpftest.VerdictName(verdict), bpftest.VerdictName(tc.verdict))
 			}
-			if !bytes.Equal(out, tc.frame) {
-				t.Errorf("the frame was changed:\n% x\nwant\n% x", out, tc.frame)
+			want := tc.frame
+			if tc.counter == cntEncap {
+				want = routed(tc.frame)
 			}
-			want := map[int]uint64{}
+			if !bytes.Equal(out, want) {
+				t.Errorf("the frame out:\n% x\nwant\n% x", out, want)
+			}
+			moved := map[int]uint64{}
 			if tc.counter >= 0 {
-				want[tc.counter] = 1
+				moved[tc.counter] = 1
 			}
-			bpftest.RequireCounters(t, counterNames, before, bpftest.Counters(t, objs.Counters), want)
+			bpftest.RequireCounters(t, counterNames, before, bpftest.Counters(t, objs.Counters), moved)
 		})
 	}
 }
@@ -183,6 +204,11 @@ func TestFromContainer(t *testing.T) {
 		{"the overlay's MTU with DF: redirected", podFrame(localPod, remotePod2, overlayMTU, true), bpftest.Redirect, cntEncap},
 		{"one byte more with DF: to the stack (ICMP frag needed)", podFrame(localPod, remotePod2, overlayMTU+1, true), bpftest.Next, cntFragNeeded},
 		{"one byte more without DF: to the stack (fragments)", podFrame(localPod, remotePod2, overlayMTU+1, false), bpftest.Next, cntFragNeeded},
+		{"TTL 2: redirected with TTL 1", podFrameTTL(localPod, remotePod2, 2), bpftest.Redirect, cntEncap},
+		{"TTL 1: to the stack (time exceeded)", podFrameTTL(localPod, remotePod2, 1), bpftest.Next, cntTTLExpired},
+		{"VLAN tag in the frame: dropped",
+			packet.Ethernet(hostMAC, podMAC, 0x8100, append([]byte{0, 7, 8, 0}, podFrame(localPod, remotePod2, 100, true)[14:]...)),
+			bpftest.Shot, cntDropVLAN},
 	})
 
 	t.Run("tunnel map entry removed: next at once", func(t *testing.T) {

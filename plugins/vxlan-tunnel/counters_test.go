@@ -16,4 +16,6 @@ const (
 	cntDropSetKey       = int(counters.VxlanTunnelCounterCNT_DROP_SET_KEY)
 	cntNotConfigured    = int(counters.VxlanTunnelCounterCNT_NOT_CONFIGURED)
 	cntFragNeeded       = int(counters.VxlanTunnelCounterCNT_FRAG_NEEDED)
+	cntDropVLAN         = int(counters.VxlanTunnelCounterCNT_DROP_VLAN)
+	cntTTLExpired       = int(counters.VxlanTunnelCounterCNT_TTL_EXPIRED)
 )
