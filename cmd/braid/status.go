@@ -6,6 +6,7 @@ import (
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/store"
+	"github.com/braid-cni/braid/core/tcx"
 	"github.com/spf13/cobra"
 )
 
@@ -56,13 +57,14 @@ func collectStatus(g *globals) (*nodeStatus, error) {
 		return nil, err
 	}
 	defer st.Close()
+	var eps []store.Endpoint
 	err = st.View(func(tx *store.Tx) error {
 		if n, err := tx.Node(); err == nil {
 			s.Node, s.Initialized = &n, true
 		} else {
 			s.Problems = append(s.Problems, err.Error())
 		}
-		eps, err := tx.Endpoints()
+		eps, err = tx.Endpoints()
 		if err != nil {
 			return err
 		}
@@ -91,5 +93,23 @@ func collectStatus(g *globals) (*nodeStatus, error) {
 	if len(all) != s.Endpoints {
 		s.Problems = append(s.Problems, fmt.Sprintf("endpoint map holds %d entries, the store %d endpoints: run GC", len(all), s.Endpoints))
 	}
+	s.Problems = append(s.Problems, antiSpoofingOrder(g.bpfRoot, eps)...)
 	return s, nil
+}
+
+// antiSpoofingOrder reports each pod whose veth-ebpf from_container does
+// not run first on its host veth: a chained plugin's program ahead of it
+// would redirect the pod's packets before their source is checked.
+func antiSpoofingOrder(bpfRoot string, eps []store.Endpoint) []string {
+	var out []string
+	for _, ep := range eps {
+		pin := bpffs.LinkPin(bpfRoot, "veth-ebpf", ep.HostIfName+"_ingress")
+		if tcx.Verify(pin, ep.HostIfIndex) != nil {
+			continue // a missing attachment is CHECK's and sync's to find
+		}
+		if err := tcx.VerifyFirst(pin, ep.HostIfIndex, tcx.Ingress); err != nil {
+			out = append(out, fmt.Sprintf("pod %s (%s): anti-spoofing does not run first on %s: %v (run braid sync)", ep.Key(), ep.IPv4, ep.HostIfName, err))
+		}
+	}
+	return out
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/datapathrpc"
 	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/core/tcx"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
@@ -31,10 +32,12 @@ type inspection struct {
 	problems    []string
 }
 
-func inspect(bpfRoot, plugin string, counterNames []string) *inspection {
+// first (may be nil) tells the pins of links whose program must run first
+// on its hook; one that does not is a problem.
+func inspect(bpfRoot, plugin string, counterNames []string, first func(pin string) bool) *inspection {
 	in := &inspection{}
 	in.inspectMaps(bpfRoot, plugin)
-	in.inspectLinks(bpfRoot, plugin)
+	in.inspectLinks(bpfRoot, plugin, first)
 	in.readCounters(filepath.Join(bpfRoot, plugin, countersPin), counterNames)
 	return in
 }
@@ -95,7 +98,7 @@ func countEntries(m *ebpf.Map) (uint64, error) {
 
 // inspectLinks lists the plugin's pinned links, where each is attached and
 // the programs they hold.
-func (in *inspection) inspectLinks(bpfRoot, plugin string) {
+func (in *inspection) inspectLinks(bpfRoot, plugin string, first func(pin string) bool) {
 	pins, err := bpffs.LinkPins(bpfRoot, plugin)
 	if err != nil {
 		in.problem("%v", err)
@@ -110,6 +113,9 @@ func (in *inspection) inspectLinks(bpfRoot, plugin string) {
 			continue
 		}
 		info, err := l.Info()
+		if err == nil && first != nil && first(pin) {
+			in.checkFirst(pin, l, info)
+		}
 		l.Close()
 		if err != nil {
 			in.problem("link %s: %v", pin, err)
@@ -134,6 +140,17 @@ func (in *inspection) inspectLinks(bpfRoot, plugin string) {
 		prog.Close()
 	}
 	sort.Slice(in.programs, func(i, j int) bool { return in.programs[i].Name < in.programs[j].Name })
+}
+
+// checkFirst reports a tcx link whose program another one runs ahead of.
+func (in *inspection) checkFirst(pin string, l link.Link, info *link.Info) {
+	t := info.TCX()
+	if t == nil || t.Ifindex == 0 {
+		return
+	}
+	if err := tcx.First(l, int(t.Ifindex), ebpf.AttachType(t.AttachType)); err != nil {
+		in.problem("link %s must run first: %v (run braid sync)", pin, err)
+	}
 }
 
 // target says where a link is attached, and whether that still exists: a

@@ -58,7 +58,7 @@ func TestInspectPins(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	in := inspect(root, "p", []string{"ok", "passed", "drop_bad"})
+	in := inspect(root, "p", []string{"ok", "passed", "drop_bad"}, nil)
 	if len(in.problems) != 0 {
 		t.Errorf("problems: %v", in.problems)
 	}
@@ -115,7 +115,7 @@ func TestInspectLinks(t *testing.T) {
 			if err := l.Pin(filepath.Join(root, "p", "links", "lo_ingress")); err != nil {
 				return err
 			}
-			in := inspect(root, "p", nil)
+			in := inspect(root, "p", nil, nil)
 			if len(in.attachments) != 1 || !in.attachments[0].Present || in.attachments[0].Target != "lo" || in.attachments[0].Program != "pass_next" {
 				return fmt.Errorf("attachments = %v, problems %v", in.attachments, in.problems)
 			}

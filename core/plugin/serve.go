@@ -25,6 +25,11 @@ func WithGC(gc Reconciler) Option { return func(s *server) { s.gc = gc } }
 // enum in its .c file). A name starting with "drop" marks drop counters.
 func WithCounters(names ...string) Option { return func(s *server) { s.counters = names } }
 
+// WithFirst marks the pinned links (by pin name) whose program must run
+// first on its tcx hook: Status reports one that another program runs
+// ahead of.
+func WithFirst(match func(pin string) bool) Option { return func(s *server) { s.first = match } }
+
 // exitWithParent ends the plugin server when the agent that launched it is
 // gone (the server is re-parented), so a killed agent leaves no servers
 // behind; the datapath they made is pinned and stays. (PR_SET_PDEATHSIG
@@ -47,6 +52,7 @@ type server struct {
 	reconcile Reconciler
 	gc        Reconciler
 	counters  []string
+	first     func(pin string) bool
 	mu        sync.Mutex
 }
 
@@ -78,7 +84,7 @@ func (s *server) Info(_ context.Context, req *datapathrpc.Request) (*datapathrpc
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	root := bpfRoot(req.Config)
-	in := inspect(root, s.name, s.counters)
+	in := inspect(root, s.name, s.counters, s.first)
 	return &datapathrpc.InfoReply{
 		Name:        s.name,
 		Version:     buildVersion(),
@@ -91,7 +97,7 @@ func (s *server) Info(_ context.Context, req *datapathrpc.Request) (*datapathrpc
 func (s *server) Status(_ context.Context, req *datapathrpc.Request) (*datapathrpc.StatusReply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in := inspect(bpfRoot(req.Config), s.name, s.counters)
+	in := inspect(bpfRoot(req.Config), s.name, s.counters, s.first)
 	return &datapathrpc.StatusReply{
 		Plugin:      s.name,
 		Attachments: in.attachments,

@@ -154,10 +154,12 @@ func checkPod(netnsPath string, ep store.Endpoint) error {
 
 func (s *session) checkDatapath(ep store.Endpoint) error {
 	in, out := s.dp.linkPins(ep.HostIfName)
-	for _, pin := range []string{in, out} {
-		if err := tcx.Verify(pin, ep.HostIfIndex); err != nil {
-			return fmt.Errorf("program attachment: %w", err)
-		}
+	// from_container must run before any chained plugin's program.
+	if err := tcx.VerifyFirst(in, ep.HostIfIndex, tcx.Ingress); err != nil {
+		return fmt.Errorf("program attachment: %w", err)
+	}
+	if err := tcx.Verify(out, ep.HostIfIndex); err != nil {
+		return fmt.Errorf("program attachment: %w", err)
 	}
 	info, err := s.dp.endpoints.Get(ep.IPv4)
 	if err != nil {

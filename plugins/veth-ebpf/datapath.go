@@ -72,7 +72,10 @@ func (d *datapath) attach(ep endpointRef) error {
 }
 
 // attachFromPod publishes the endpoint, then attaches from_container, which
-// drops the pod's packets until the endpoint is known.
+// drops the pod's packets until the endpoint is known. It runs first on the
+// veth, whatever was attached before and in whatever order a repair comes:
+// the chained plugins' programs after it redirect packets (native-route,
+// vxlan-tunnel), which must not happen before the anti-spoofing checks.
 func (d *datapath) attachFromPod(ep endpointRef) error {
 	if err := d.endpoints.Put(ep.ip, ep.info); err != nil {
 		if errors.Is(err, unix.E2BIG) { // what a full hash map answers
@@ -85,7 +88,8 @@ func (d *datapath) attachFromPod(ep endpointRef) error {
 		return err
 	}
 	in, _ := d.linkPins(ep.hostIf)
-	return tcx.Attach(int(ep.info.Ifindex), tcx.Ingress, objs.FromContainer, in)
+	_, err = tcx.AttachHead(int(ep.info.Ifindex), tcx.Ingress, objs.FromContainer, in)
+	return err
 }
 
 // attachToPod attaches to_container.

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/containernetworking/cni/pkg/skel"
 )
@@ -14,5 +16,8 @@ func main() {
 		Check:  cmdCheck,
 		GC:     cmdGC,
 		Status: cmdStatus,
-	}, reconcile, plugin.WithGC(collect), plugin.WithCounters(counterNames...))
+	}, reconcile, plugin.WithGC(collect), plugin.WithCounters(counterNames...),
+		// from_container (pinned <host veth>_ingress) runs before the
+		// chained plugins' programs: they redirect.
+		plugin.WithFirst(func(pin string) bool { return strings.HasSuffix(pin, "_ingress") }))
 }
