@@ -53,6 +53,28 @@ func twoNodes(t *testing.T, conflist string) *cluster {
 	return c
 }
 
+// endClean ends a test the way RELIABILITY.md says every hostile test
+// ends: each pod deleted as a runtime would, then each node checked from
+// outside for anything left of them (harness.FindLeaks: store endpoints and
+// allocations, endpoint map entries, per-pod pins, host veths, routes,
+// neighbour entries, braid status problems).
+func (c *cluster) endClean(t *testing.T, pods ...*harness.Pod) {
+	t.Helper()
+	endClean(t, []*harness.Node{c.n1, c.n2}, pods...)
+}
+
+func endClean(t *testing.T, nodes []*harness.Node, pods ...*harness.Pod) {
+	t.Helper()
+	for _, p := range pods {
+		if err := p.Del(); err != nil {
+			t.Errorf("DEL %s: %v", p.Name, err)
+		}
+	}
+	for _, n := range nodes {
+		n.RequireNoLeaks(t)
+	}
+}
+
 // listen opens a UDP socket in the pod and returns it and its address.
 func listen(t *testing.T, p *harness.Pod) (*net.UDPConn, netip.AddrPort) {
 	t.Helper()
