@@ -26,3 +26,5 @@ func prefixNet(n *harness.Node) *net.IPNet {
 }
 
 func netipPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func TestOutsideCluster(t *testing.T) { routing.OutsideCluster(t, mode) }

@@ -29,3 +29,5 @@ func TestDelAndGC(t *testing.T) { routing.DelAndGC(t, mode) }
 func TestVersions(t *testing.T) { routing.Versions(t, mode) }
 
 func TestKernelKnobs(t *testing.T) { routing.KernelKnobs(t, mode, "braid_vxlan") }
+
+func TestOutsideCluster(t *testing.T) { routing.OutsideCluster(t, mode) }
