@@ -77,6 +77,7 @@ func TestForgedARP(t *testing.T) {
 	if err := attacker.Ping(victim.IP); err != nil {
 		t.Errorf("the attacker cannot reach the victim the honest way: %v", err)
 	}
+	endClean(t, []*harness.Node{n}, attacker, victim)
 }
 
 // neighbours lists the node's neighbour entries for ip, as

@@ -103,6 +103,7 @@ func TestLyingHeaders(t *testing.T) {
 	}
 	t.Logf("FIGURE lying headers: %d kinds x 2 victims (same node, other node): %d frames dropped and counted, none reached a victim's stack",
 		len(lies), lied)
+	cl.endClean(t, attacker, near, far)
 }
 
 // TestLyingHeadersFromUnderlay: in native routing, a host on the underlay
@@ -153,6 +154,7 @@ func TestLyingHeadersFromUnderlay(t *testing.T) {
 	}
 	t.Logf("FIGURE lying headers from the underlay: %d kinds sent to a pod at the node's MAC: %d dropped and counted by from_netdev, none reached the pod's stack",
 		len(lies), dropped)
+	cl.endClean(t, victim)
 }
 
 // harnessHost is a plain host on the underlay subnet, which the nodes

@@ -124,6 +124,7 @@ func TestRandomFramesFromPod(t *testing.T) {
 		"the pods' interfaces handed node 1 %d frames (attacker %d, near %d: their stacks' own replies and ARP included), "+
 		"%d short VLAN frames dropped by the kernel before tc, every other one given one verdict by from_container: veth-ebpf counted %s",
 		n, delivered, handed[0]+handed[1], handed[0], handed[1], unseen, harness.FormatDeltas(seen))
+	cl.endClean(t, attacker, near, far)
 }
 
 // droppedBeforeTC reports whether the host side's kernel drops frame
@@ -140,7 +141,7 @@ func droppedBeforeTC(frame []byte) bool {
 // one to exactly one of them for each frame a pod's interface hands to the
 // host side. to_container counts drop_malformed too, but only for frames
 // of the node's stack, which builds no malformed IPv4 header.
-var fromPodVerdicts = []string{"redirect_peer", "pass_next", "drop_spoof_ip", "drop_spoof_mac", "drop_spoof_arp", "drop_proto", "drop_malformed"}
+var fromPodVerdicts = []string{"redirect_peer", "pass_next", "drop_spoof_ip", "drop_spoof_mac", "drop_spoof_arp", "drop_proto", "drop_malformed", "drop_vlan"}
 
 // requireEveryFrameCounted checks that, since txBefore and before,
 // from_container's verdicts on n rose by as many frames as the pods (all
@@ -275,6 +276,7 @@ func TestRandomVXLANFromPeer(t *testing.T) {
 	victim.RequireUDP(t, remote.NS, remote.IP)
 	t.Logf("FIGURE random VXLAN from a peer: %d datagrams sent; %d frames reached the pod, all IPv4 from node 2's pods with sane headers; vxlan-tunnel counted %s",
 		n, delivered, harness.FormatDeltas(seen))
+	cl.endClean(t, victim, remote)
 }
 
 // isRefused: an ICMP port unreachable from an earlier datagram.

@@ -1,8 +1,10 @@
 // Package hostile is braid's suite of misbehaving pods (and a misbehaving
 // underlay): forged ARP, VXLAN sent from a pod to a node's tunnel port,
-// IPv4 headers that lie about their lengths, and storms of random and
-// truncated frames. Each forged packet must be dropped and counted, and none
-// may reach a pod it does not belong to.
+// IPv4 headers that lie about their lengths, VLAN-tagged frames, forged
+// sources after a repair re-attached the programs out of order, and storms
+// of random and truncated frames. Each forged packet must be dropped and
+// counted, and none may reach a pod it does not belong to. Every test ends
+// by deleting its pods and checking the nodes for leftovers (endClean).
 //
 // Covered elsewhere and not repeated here: a pod spoofing its source IPv4
 // address or MAC (integration/vethebpf TestAntiSpoofing and

@@ -100,4 +100,5 @@ func TestVXLANFromPod(t *testing.T) {
 	if got, err := harness.ReadUDP(farRx, 2*time.Second); err != nil || string(got) != "honest" {
 		t.Errorf("far victim: %q, %v", got, err)
 	}
+	cl.endClean(t, attacker, near, far, farPeer)
 }
