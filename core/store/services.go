@@ -56,7 +56,10 @@ type Service struct {
 	Protocol string     `json:"protocol"`
 	Backends []Backend  `json:"backends"`
 	Type     string     `json:"type,omitempty"`
-	// NodePort and ExternalTrafficPolicy apply to NodePort services.
+	// NodePort applies to NodePort services, ExternalTrafficPolicy to
+	// NodePort and External ones: Local keeps traffic that arrives at the
+	// node device (from outside) on this node's backends; Backends stay
+	// the whole list, which sockets on the node use.
 	NodePort              uint16 `json:"nodePort,omitempty"`
 	ExternalTrafficPolicy string `json:"externalTrafficPolicy,omitempty"`
 	// External: clients outside the cluster reach VIP:Port at any node
@@ -112,8 +115,8 @@ func (s *Service) Validate() error {
 		if s.NodePort != 0 {
 			return fmt.Errorf("service %s: a ClusterIP service has no node port (%d): give it --type NodePort", s.Name, s.NodePort)
 		}
-		if s.ExternalTrafficPolicy != "" {
-			return fmt.Errorf("service %s: externalTrafficPolicy %q is for NodePort services: give it --type NodePort", s.Name, s.ExternalTrafficPolicy)
+		if s.ExternalTrafficPolicy != "" && !s.External {
+			return fmt.Errorf("service %s: externalTrafficPolicy %q is for NodePort and external services: give it --type NodePort", s.Name, s.ExternalTrafficPolicy)
 		}
 	case NodePort:
 		if s.NodePort == 0 {

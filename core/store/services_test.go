@@ -192,8 +192,15 @@ func TestClusterIPRefusesNodePortFields(t *testing.T) {
 	}
 	withPolicy := testService("cip", "198.18.100.1:80", TCP)
 	withPolicy.ExternalTrafficPolicy = "Local"
-	if _, err := putServices(t, s, withPolicy); err == nil || !strings.Contains(err.Error(), `externalTrafficPolicy "Local" is for NodePort services`) {
+	if _, err := putServices(t, s, withPolicy); err == nil || !strings.Contains(err.Error(), `externalTrafficPolicy "Local" is for NodePort and external services`) {
 		t.Errorf("ClusterIP with a traffic policy: %v", err)
+	}
+	// An external VIP (Kubernetes externalIPs, a LoadBalancer's ingress IP)
+	// takes the policy: it says how traffic from outside is balanced.
+	ext := testService("ext", "198.18.100.3:80", TCP)
+	ext.External, ext.ExternalTrafficPolicy = true, "Local"
+	if _, err := putServices(t, s, ext); err != nil {
+		t.Errorf("external VIP with a traffic policy: %v", err)
 	}
 	// The port stays free for a NodePort service.
 	np := testService("np", "198.18.100.2:80", TCP)

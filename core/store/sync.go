@@ -74,57 +74,19 @@ func validPeer(p Peer, taken []Peer) error {
 	return nil
 }
 
-// SyncServices makes the services exactly want, writing only what differs
-// and keeping each service's id across updates. Services are validated and
-// checked against each other in one pass (PutService, one at a time, reads
-// them all per call: too slow for ten thousand); a service that is invalid
-// or whose address or node port an earlier one (by name) has is skipped and
-// reported.
+// SyncServices makes the services exactly want (those Admit takes),
+// writing only what differs and keeping each service's id across updates.
 func (t *Tx) SyncServices(want []Service) (SyncResult, error) {
 	var res SyncResult
-	want = slices.Clone(want)
-	slices.SortFunc(want, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
 	have := map[string]Service{}
 	if err := forEachJSON(t, bucketServices, func(s Service) error { have[s.Name] = s; return nil }); err != nil {
 		return res, err
 	}
-	type addr struct {
-		vip   string
-		port  uint16
-		proto string
-	}
-	addrs, nodePorts := map[addr]string{}, map[addr]string{}
-	keep := map[string]bool{}
-	var ok []Service
-	var used capacity // beyond the maps' capacity, the rest is skipped, not every ADD failed
-	for _, s := range want {
-		if err := s.Validate(); err != nil {
-			res.Skipped = append(res.Skipped, err.Error())
-			continue
-		}
-		if keep[s.Name] {
-			res.Skipped = append(res.Skipped, fmt.Sprintf("service %s is listed twice", s.Name))
-			continue
-		}
-		a := addr{s.VIP.String(), s.Port, s.Protocol}
-		if o, dup := addrs[a]; dup {
-			res.Skipped = append(res.Skipped, fmt.Sprintf("service %s: %s:%d/%s is already service %s's", s.Name, s.VIP, s.Port, s.Protocol, o))
-			continue
-		}
-		np := addr{"", s.NodePort, s.Protocol}
-		if o, dup := nodePorts[np]; dup && s.NodePort != 0 {
-			res.Skipped = append(res.Skipped, fmt.Sprintf("service %s: node port %d/%s is already service %s's", s.Name, s.NodePort, s.Protocol, o))
-			continue
-		}
-		if err := used.fits(s); err != nil {
-			res.Skipped = append(res.Skipped, err.Error())
-			continue
-		}
-		addrs[a], keep[s.Name] = s.Name, true
-		if s.NodePort != 0 {
-			nodePorts[np] = s.Name
-		}
-		ok = append(ok, s)
+	ok, skipped := Admit(want)
+	res.Skipped = skipped
+	keep := make(map[string]bool, len(ok))
+	for _, s := range ok {
+		keep[s.Name] = true
 	}
 	b := t.tx.Bucket(bucketServices)
 	for name := range have {
@@ -151,6 +113,56 @@ func (t *Tx) SyncServices(want []Service) (SyncResult, error) {
 		res.count(changed)
 	}
 	return res, nil
+}
+
+// Admit is what of want a node enforces, ordered by name: the services
+// that are valid (normalized by Validate), whose address and node port no
+// earlier one (by name) has, as many as the datapath's maps hold. skipped
+// says why each other one is left out; one bad entry never keeps the rest
+// from the node. Services are checked against each other in one pass
+// (PutService, one at a time, reads them all per call: too slow for ten
+// thousand).
+func Admit(want []Service) (ok []Service, skipped []string) {
+	want = slices.Clone(want)
+	slices.SortFunc(want, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
+	type addr struct {
+		vip   string
+		port  uint16
+		proto string
+	}
+	addrs, nodePorts := map[addr]string{}, map[addr]string{}
+	keep := map[string]bool{}
+	var used capacity // beyond the maps' capacity, the rest is skipped, not every ADD failed
+	for _, s := range want {
+		if err := s.Validate(); err != nil {
+			skipped = append(skipped, err.Error())
+			continue
+		}
+		if keep[s.Name] {
+			skipped = append(skipped, fmt.Sprintf("service %s is listed twice", s.Name))
+			continue
+		}
+		a := addr{s.VIP.String(), s.Port, s.Protocol}
+		if o, dup := addrs[a]; dup {
+			skipped = append(skipped, fmt.Sprintf("service %s: %s:%d/%s is already service %s's", s.Name, s.VIP, s.Port, s.Protocol, o))
+			continue
+		}
+		np := addr{"", s.NodePort, s.Protocol}
+		if o, dup := nodePorts[np]; dup && s.NodePort != 0 {
+			skipped = append(skipped, fmt.Sprintf("service %s: node port %d/%s is already service %s's", s.Name, s.NodePort, s.Protocol, o))
+			continue
+		}
+		if err := used.fits(s); err != nil {
+			skipped = append(skipped, err.Error())
+			continue
+		}
+		addrs[a], keep[s.Name] = s.Name, true
+		if s.NodePort != 0 {
+			nodePorts[np] = s.Name
+		}
+		ok = append(ok, s)
+	}
+	return ok, skipped
 }
 
 func (r *SyncResult) count(changed bool) {
