@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/braid-cni/braid/core/maps"
@@ -121,6 +122,67 @@ func TestInspectLinks(t *testing.T) {
 			}
 			if len(in.programs) != 1 || in.programs[0].Name != "pass_next" {
 				return fmt.Errorf("programs = %v, problems %v", in.programs, in.problems)
+			}
+			return nil
+		}()
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A link that must run first (WithFirst) is a problem when another program
+// runs ahead of it on its hook, and none when it is first.
+func TestInspectFirst(t *testing.T) {
+	root := testenv.BPFFS(t)
+	errc := make(chan error, 1)
+	go func() {
+		// A throwaway thread in a netns of its own, as in TestInspectLinks.
+		runtime.LockOSThread()
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return err
+			}
+			newProg := func(name string) (*ebpf.Program, error) {
+				return ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: ebpf.SchedCLS, License: "GPL",
+					Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}})
+			}
+			mine, err := newProg("mine")
+			if err != nil {
+				return err
+			}
+			defer mine.Close()
+			other, err := newProg("other")
+			if err != nil {
+				return err
+			}
+			defer other.Close()
+			if err := os.MkdirAll(filepath.Join(root, "p", "links"), 0o700); err != nil {
+				return err
+			}
+			l, err := link.AttachTCX(link.TCXOptions{Interface: 1, Program: mine, Attach: ebpf.AttachTCXIngress})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if err := l.Pin(filepath.Join(root, "p", "links", "lo_ingress")); err != nil {
+				return err
+			}
+			first := func(pin string) bool { return pin == "lo_ingress" }
+			if in := inspect(root, "p", nil, first); len(in.problems) != 0 {
+				return fmt.Errorf("alone on the hook: problems %v", in.problems)
+			}
+			ahead, err := link.AttachTCX(link.TCXOptions{Interface: 1, Program: other, Attach: ebpf.AttachTCXIngress, Anchor: link.Head()})
+			if err != nil {
+				return err
+			}
+			defer ahead.Close()
+			in := inspect(root, "p", nil, first)
+			if len(in.problems) != 1 || !strings.Contains(in.problems[0], "lo_ingress must run first") || !strings.Contains(in.problems[0], "(other)") {
+				return fmt.Errorf("another program first: problems %v", in.problems)
+			}
+			if in := inspect(root, "p", nil, nil); len(in.problems) != 0 {
+				return fmt.Errorf("without WithFirst: problems %v", in.problems)
 			}
 			return nil
 		}()
