@@ -120,7 +120,7 @@ func runAgent(g *globals, f *agentFlags) error {
 		if cfg.Node, err = kubernetesNode(f); err != nil {
 			return err
 		}
-		src, c, err := kubernetesDatastore(f.ds.kubeconfig, f.name)
+		src, c, err := kubernetesDatastore(f.ds.kubeconfig, cfg.Node, log)
 		if err != nil {
 			return err
 		}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/braid-cni/braid/core/datastore"
 	"github.com/braid-cni/braid/core/etcdstore"
+	"github.com/braid-cni/braid/core/k8sstore"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/spf13/pflag"
 )
@@ -65,10 +67,15 @@ func (d *datastoreFlags) choose() (string, error) {
 
 // kubernetesDatastore is the Kubernetes datastore: the Source node's agent
 // follows and the Cluster the CLI reads, from kubeconfig (empty: the
-// in-cluster config). The one seam between the CLI and core/k8sstore.
-func kubernetesDatastore(kubeconfig, node string) (datastore.Source, datastore.Cluster, error) {
-	_, _ = kubeconfig, node
-	return nil, nil, errors.New("the kubernetes datastore is not built yet")
+// in-cluster config). node is this node as the flags say it: its name, and
+// the node IP and device that override the Node object's (the agent's).
+// The one seam between the CLI and core/k8sstore.
+func kubernetesDatastore(kubeconfig string, node store.Node, log *slog.Logger) (datastore.Source, datastore.Cluster, error) {
+	d, err := k8sstore.New(k8sstore.Config{Kubeconfig: kubeconfig, NodeName: node.Name, NodeIP: node.NodeIP, Device: node.Device, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, d, nil
 }
 
 // cluster is the datastore a CLI command works on, chosen once from the
@@ -99,7 +106,7 @@ func (g *globals) openCluster() (*cluster, error) {
 		}
 		return &cluster{Cluster: c, name: "etcd " + strings.Join(g.ds.etcd.endpoints, ","), next: "every agent follows etcd"}, nil
 	case dsKubernetes:
-		_, c, err := kubernetesDatastore(g.ds.kubeconfig, g.selfName())
+		_, c, err := kubernetesDatastore(g.ds.kubeconfig, store.Node{Name: g.selfName()}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, err
 		}

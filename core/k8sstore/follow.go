@@ -100,6 +100,13 @@ type follower struct {
 // informer event for one Service or slice translates that Service again,
 // not the others.
 func (d *Datastore) Run(ctx context.Context, apply func(datastore.View)) {
+	if d.cfg.NodeName == "" {
+		why := "no node name (--name, or NODE_NAME)"
+		d.notReady.Store(&why)
+		d.cfg.Log.Error("the kubernetes datastore needs this node's name: no view applied", "why", why)
+		<-ctx.Done()
+		return
+	}
 	f := d.newFollower()
 	d.conn.log = func(up bool, err error) {
 		if up {

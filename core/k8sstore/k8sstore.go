@@ -21,7 +21,6 @@ package k8sstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -55,6 +54,8 @@ type Config struct {
 	// (the pod's ServiceAccount, KUBERNETES_SERVICE_HOST/PORT).
 	Kubeconfig string
 	// NodeName is this node's Node (`--name`, NODE_NAME in a DaemonSet).
+	// The agent needs it (Run applies no view without it); the CLI reads
+	// without it (then no endpoint is this node's).
 	NodeName string
 	// NodeIP, when valid, overrides the Node's InternalIP (`--node-ip`).
 	NodeIP netip.Addr
@@ -107,9 +108,6 @@ func New(cfg Config) (*Datastore, error) {
 
 // NewForClient is New with a client already made (a fake one in tests).
 func NewForClient(client kubernetes.Interface, cfg Config) (*Datastore, error) {
-	if cfg.NodeName == "" {
-		return nil, errors.New("the kubernetes datastore needs this node's name (--name, or NODE_NAME)")
-	}
 	if cfg.NodeIP.IsValid() && !cfg.NodeIP.Is4() {
 		return nil, fmt.Errorf("node IP %s is not an IPv4 address", cfg.NodeIP)
 	}
