@@ -261,13 +261,22 @@ func (c *Cluster) StartAPIServer() error {
 	return c.WaitReady(90 * time.Second)
 }
 
-// StopAPIServer stops kube-apiserver (SIGTERM, as a control-plane upgrade
-// or a crash-looping static pod does); etcd keeps the cluster's objects.
+// StopAPIServer kills kube-apiserver, as a crash or a lost control-plane
+// node does (a SIGTERM would drain open watches for up to a minute); etcd
+// keeps the cluster's objects for StartAPIServer.
 func (c *Cluster) StopAPIServer() error {
-	err := c.apiserver.stop()
+	if c.apiserver == nil {
+		return nil
+	}
+	_ = c.apiserver.cmd.Process.Kill()
+	<-c.apiserver.done
 	c.apiserver = nil
-	return err
+	return nil
 }
+
+// APIServerRunning reports whether kube-apiserver is started (and has not
+// exited).
+func (c *Cluster) APIServerRunning() bool { return c.apiserver != nil && c.apiserver.exited() == nil }
 
 // WaitReady waits up to timeout for /readyz to answer ok.
 func (c *Cluster) WaitReady(timeout time.Duration) error {

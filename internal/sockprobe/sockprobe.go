@@ -75,6 +75,10 @@ type Request struct {
 	// (as a dual-stack program does) and Dst's v4-mapped address,
 	// ::ffff:a.b.c.d; the addresses in the results are then IPv6 too.
 	Mapped bool `json:"mapped,omitempty"`
+	// Timeout replaces OpTimeout for each IPv4 connection of an OpTCP
+	// series: a test bounding how soon traffic follows a change must not
+	// wait seconds on an attempt that started just before it.
+	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // Result is the outcome of one connect (or one datagram).
@@ -146,8 +150,12 @@ func (p *probe) do(req Request) Response {
 	var res []Result
 	switch req.Op {
 	case OpTCP:
+		timeout := OpTimeout
+		if req.Timeout > 0 {
+			timeout = req.Timeout
+		}
 		for range n {
-			r := tcpOnce(dst, nil, req.Mapped)
+			r := tcpOnce(dst, nil, req.Mapped, timeout)
 			res = append(res, r)
 			if r.Err != "" && req.StopOnError {
 				break
@@ -155,7 +163,7 @@ func (p *probe) do(req Request) Response {
 		}
 	case OpOpen:
 		var c net.Conn
-		r := tcpOnce(dst, &c, req.Mapped)
+		r := tcpOnce(dst, &c, req.Mapped, OpTimeout)
 		if c != nil {
 			p.nextID++
 			p.conns[p.nextID] = c
@@ -199,21 +207,21 @@ func (p *probe) do(req Request) Response {
 
 // tcpOnce connects to dst and reads the server's greeting; with keep it
 // hands the connection over instead of closing it.
-func tcpOnce(dst netip.AddrPort, keep *net.Conn, mapped bool) Result {
+func tcpOnce(dst netip.AddrPort, keep *net.Conn, mapped bool, timeout time.Duration) Result {
 	var r Result
 	var c net.Conn
 	var err error
 	if mapped {
 		c, err = dial6(unix.SOCK_STREAM, dst)
 	} else {
-		c, err = net.DialTimeout("tcp4", dst.String(), OpTimeout)
+		c, err = net.DialTimeout("tcp4", dst.String(), timeout)
 	}
 	if err != nil {
 		r.Err = errName(err)
 		return r
 	}
 	r.Local, r.Peer = names(c.(*net.TCPConn))
-	_ = c.SetDeadline(time.Now().Add(OpTimeout))
+	_ = c.SetDeadline(time.Now().Add(timeout))
 	r.Reply, r.Err = readLine(c)
 	if keep != nil && r.Err == "" {
 		*keep = c
