@@ -96,11 +96,31 @@ func (p Plugin) cmdGC(args *skel.CmdArgs) error {
 		return err
 	}
 	defer c.Close()
+	std := config.Standard(c.conf)
 	valid := map[string]bool{}
-	for _, v := range config.Standard(c.conf).ValidAttachments {
+	for _, v := range std.ValidAttachments {
 		valid[store.AttachmentID(v.ContainerID, v.IfName)+"_ingress"] = true
 	}
+	if err := c.keepOtherNetworks(std.Name, valid); err != nil {
+		return cnierr.Wrap(err, "%s GC", p.Name)
+	}
 	return cnierr.Wrap(c.gc(p.Name, valid, &plugin.Report{}), "%s GC", p.Name)
+}
+
+// keepOtherNetworks marks valid the pod pins of the store's attachments
+// that belong to another network than this GC's: a CNI GC speaks for its
+// own network only.
+func (c *call) keepOtherNetworks(network string, valid map[string]bool) error {
+	var eps []store.Endpoint
+	if err := c.store.View(func(tx *store.Tx) (err error) { eps, err = tx.Endpoints(); return err }); err != nil {
+		return err
+	}
+	for _, ep := range eps {
+		if !ep.InNetwork(network) {
+			valid[store.AttachmentID(ep.ContainerID, ep.IfName)+"_ingress"] = true
+		}
+	}
+	return nil
 }
 
 // collect is the agent's GC: it drops the pod pins whose veth is gone. It

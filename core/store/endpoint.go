@@ -12,9 +12,13 @@ import (
 // Endpoint is one pod attachment on this node: the endpoint model every
 // plugin shares. Its key is ContainerID/IfName, as CNI identifies attachments.
 type Endpoint struct {
-	ID          uint32     `json:"id"`
-	ContainerID string     `json:"containerID"`
-	IfName      string     `json:"ifName"`
+	ID          uint32 `json:"id"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+	// Network is the CNI network (the config's name) that made the
+	// attachment: a CNI GC collects only its own network's. Empty for
+	// attachments recorded before braid kept it.
+	Network     string     `json:"network,omitempty"`
 	Netns       string     `json:"netns"`
 	IPv4        netip.Addr `json:"ipv4"`
 	HostIfName  string     `json:"hostIfName"`
@@ -118,3 +122,9 @@ func (t *Tx) RestoreEndpoint(e Endpoint) error {
 	}
 	return nil
 }
+
+// InNetwork reports whether a CNI GC of network may collect e: an
+// attachment of another network never; one recorded before braid kept the
+// network name (empty) neither, as it cannot tell whose it is (a DEL still
+// removes it, and the agent's collect what no endpoint owns).
+func (e Endpoint) InNetwork(network string) bool { return e.Network == network }

@@ -65,6 +65,7 @@ func (s *session) add(tx *store.Tx, args *skel.CmdArgs, netns ns.NetNS) (_ *curr
 	key := store.EndpointKey(args.ContainerID, args.IfName)
 	ep, _ := tx.Endpoint(key) // a repeated ADD keeps its id and address
 	ep.ContainerID, ep.IfName, ep.Netns, ep.MTU = args.ContainerID, args.IfName, args.Netns, mtu
+	ep.Network = s.conf.Name
 	ep.HostIfName = hostVethName(args.ContainerID, args.IfName)
 	ep.Created = time.Now().UTC()
 

@@ -15,8 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// cmdGC (CNI 1.1) removes every endpoint not in cni.dev/valid-attachments,
-// then whatever no endpoint owns: pins, map entries, allocations and host
+// cmdGC (CNI 1.1) removes every endpoint of this network (the config's
+// name) not in cni.dev/valid-attachments, then whatever no endpoint owns: pins, map entries, allocations and host
 // veths left behind by crashed calls.
 func cmdGC(args *skel.CmdArgs) error {
 	s, err := openSession(args.StdinData, "GC")
@@ -35,7 +35,7 @@ func cmdGC(args *skel.CmdArgs) error {
 		}
 		kept := map[string]store.Endpoint{}
 		for _, ep := range eps {
-			if valid[ep.Key()] {
+			if valid[ep.Key()] || !ep.InNetwork(s.conf.Name) {
 				kept[ep.HostIfName] = ep
 				continue
 			}
