@@ -48,6 +48,18 @@ func TestAgentVXLAN(t *testing.T) {
 		if strings.Count(out, " up") != 3 {
 			t.Errorf("want 3 nodes up:\n%s", out)
 		}
+		// Nodes join by themselves: `node add` is refused, saying how, and
+		// adds nothing; `node del` of a node etcd does not hold says so.
+		_, err := n1.TryBraid(t, "node", "add", "n9", "--node-ip", "198.18.0.99", "--pod-cidr", "198.19.99.0/24", "--etcd-endpoints", etcdURL)
+		if err == nil || !strings.Contains(err.Error(), "braid: nodes join a cluster in etcd by running `braid agent --datastore etcd`") {
+			t.Errorf("braid node add --etcd-endpoints: %v", err)
+		}
+		if _, err := n1.TryBraid(t, "node", "del", "n9", "--etcd-endpoints", etcdURL); err == nil || !strings.Contains(err.Error(), `no node "n9" in etcd`) {
+			t.Errorf("braid node del of an unknown node: %v", err)
+		}
+		if out := string(n1.braidEtcd(t, "node", "list")); strings.Contains(out, "n9") {
+			t.Errorf("a refused node add left n9 in etcd:\n%s", out)
+		}
 	})
 
 	// Pods: a and b on every node; the agents learnt the routes from etcd.
