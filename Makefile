@@ -90,8 +90,9 @@ fuzz: deps
 
 # Each benchmark runs braid and its baselines side by side and writes its
 # own section of BENCHMARKS.md (BENCH_SUITES picks some).
-BENCH_SUITES ?= samenode crossnode services agent
+BENCH_SUITES ?= samenode crossnode services agent kubeproxy
 bench: deps build
+	@hack/k8s-build.sh kube-apiserver kube-proxy >/dev/null  # bench/kubeproxy's control plane and baseline
 	@for s in $(BENCH_SUITES); do $(GO) run ./bench/$$s -out BENCHMARKS.md || exit 1; done
 
 # braid agent with etcd alone: service add and node join to traffic, agent

@@ -17,6 +17,7 @@ have tcpdump  || need+=(tcpdump)
 have socat    || need+=(socat)     # make demo: the pods' servers and clients
 have jq       || need+=(jq)        # make demo: per-node conflists
 have iptables || need+=(iptables)  # bench: the kube-proxy-style baselines
+have nft      || need+=(nftables)  # bench/kubeproxy: kube-proxy --proxy-mode nftables runs nft
 have protoc   || need+=(protobuf-compiler)
 have etcd     || need+=(etcd-server)
 # integration/podman: podman 4 (CNI backend) with runc (crun fails on a
