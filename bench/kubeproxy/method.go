@@ -41,9 +41,11 @@ node sees every Service. Each node also has its measured Service (`+"`measured-<
 connect loop's and sockperf's, one endpoint: that node's backend pod), created before the fillers.
 "Enforced after" is the time from the last create to the node's proxy holding every Service port:
 braid's store (`+"`braid service list`"+`, what the agent wrote and synced), the cluster-IP rules of
-KUBE-SERVICES in `+"`iptables-save -t nat`"+`, the elements of nftables' `+"`service-ips`"+` map; polled every 0.2 s.
+KUBE-SERVICES in `+"`iptables-save -t nat`"+`, the elements of nftables' `+"`service-ips`"+` map; polled every 0.2 s,
+the time taken when the poll that saw them all returned: an upper bound that includes the reading
+command's own run (braid's CLI reading a 10,000-Service store takes longer than iptables-save).
 kube-proxy's iptables mode writes KUBE-SERVICES in a Go map's iteration order (rewritten on every
-sync), so the measured Service sits at a random, typically middling, place among the rules: the
+sync), so the measured Service sits at a random place among the rules (not the last): the
 table gives it as measured. nftables and braid look the Service up in a map (no walk).
 
 **Datapaths** (per phase, alternating, the order rotating between repetitions): the client pod dials
@@ -59,7 +61,12 @@ cgroup on braid's node) connects to the ClusterIP every millisecond and must be 
 bench then updates the slice to ready and the figure is from just before the Update call to the
 probe's first accepted connection (both clocks are this machine's). The endpoint then goes back to
 not ready, the probe waits (bounded, 20 s) for refusals again, and the next change runs; nodes
-alternate, %[9]d changes each. This is what a client sees, so it includes the proxy's batching
+alternate, %[9]d changes each. This kernel (6.18) treats the ICMP port unreachable of kube-proxy
+iptables' REJECT as a soft error for a SYN (connect fails only when the retransmitted SYN meets it
+again, 1 s later), so the probe's attempts give up after 20 ms: its resolution is about 20 ms on the
+kube-proxy nodes, 1 ms on braid's (sock-lb refuses in connect). Every node has a route to the
+ClusterIP range on eth0, standing for a node's default route (without one, a rejected Service's SYN
+never reaches the FORWARD chain that rejects it). This is what a client sees, so it includes the proxy's batching
 (kube-proxy's 1 s min-sync-period; braid's 20 ms coalescing of informer events).
 
 **Proxy CPU and memory**: user+system time of the agent / kube-proxy process since it started
