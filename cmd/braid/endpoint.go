@@ -28,12 +28,12 @@ func endpointCmd(g *globals) *cobra.Command {
 				return err
 			}
 			slices.SortFunc(eps, func(a, b store.Endpoint) int { return a.IPv4.Compare(b.IPv4) })
-			t := table{header: []string{"ID", "IP", "CONTAINER", "IFNAME", "HOST-IF", "IFINDEX", "POD-MAC"}, json: eps}
+			t := table{header: []string{"ID", "IP", "POD", "CONTAINER", "IFNAME", "HOST-IF", "IFINDEX", "POD-MAC"}, json: eps}
 			if eps == nil {
 				t.json = []store.Endpoint{}
 			}
 			for _, e := range eps {
-				t.rows = append(t.rows, []string{strconv.Itoa(int(e.ID)), e.IPv4.String(), short(e.ContainerID), e.IfName,
+				t.rows = append(t.rows, []string{strconv.Itoa(int(e.ID)), e.IPv4.String(), podOf(e), short(e.ContainerID), e.IfName,
 					e.HostIfName, strconv.Itoa(e.HostIfIndex), e.PodMAC})
 			}
 			return g.print(stdout(), t)
@@ -85,6 +85,15 @@ func endpointMapTable(all map[netip.Addr]maps.EndpointInfo) table {
 		t.rows = append(t.rows, []string{e.IP.String(), fmt.Sprint(e.ID), fmt.Sprint(e.Ifindex), e.PodMAC, e.HostMAC})
 	}
 	return t
+}
+
+// podOf is the endpoint's Kubernetes pod as "namespace/name", "-" when
+// the runtime did not say.
+func podOf(e store.Endpoint) string {
+	if e.PodName == "" {
+		return "-"
+	}
+	return e.PodNamespace + "/" + e.PodName
 }
 
 func short(id string) string {

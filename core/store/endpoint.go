@@ -29,6 +29,10 @@ type Endpoint struct {
 	// IPAMPlugin names the delegated IPAM plugin; empty when braid allocated.
 	IPAMPlugin string    `json:"ipamPlugin,omitempty"`
 	Created    time.Time `json:"created"`
+	// PodNamespace and PodName are the Kubernetes pod, when the runtime
+	// said (CNI_ARGS K8S_POD_NAMESPACE, K8S_POD_NAME).
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
 }
 
 // EndpointKey identifies an attachment the way CNI does.

@@ -156,6 +156,9 @@ type Pod struct {
 	ContainerID string
 	IfName      string
 	Chain       *Chain
+	// Args are the CNI_ARGS the runtime passes (libcni joins them as
+	// K=V;K=V), e.g. {"K8S_POD_NAMESPACE", "default"}; set before Add.
+	Args [][2]string
 	// Set by a successful Add.
 	IP     netip.Addr
 	Result *current.Result
@@ -188,7 +191,7 @@ func (c *Chain) AddPod(t testing.TB, name string) *Pod {
 }
 
 func (p *Pod) runtimeConf() *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{ContainerID: p.ContainerID, NetNS: p.Path, IfName: p.IfName}
+	return &libcni.RuntimeConf{ContainerID: p.ContainerID, NetNS: p.Path, IfName: p.IfName, Args: p.Args}
 }
 
 // Add runs ADD and records the result and the pod's IPv4 address. Safe to

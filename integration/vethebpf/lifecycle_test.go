@@ -1,6 +1,7 @@
 package vethebpf
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,16 +11,19 @@ import (
 	"testing"
 
 	"github.com/braid-cni/braid/integration/harness"
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 )
 
 // endpoint and mapEntry are the parts of `braid endpoint list -o json` and
 // `braid bpf endpoint list -o json` the suite checks.
 type endpoint struct {
-	ContainerID string     `json:"containerID"`
-	IPv4        netip.Addr `json:"ipv4"`
-	HostIfName  string     `json:"hostIfName"`
-	HostIfIndex int        `json:"hostIfIndex"`
+	ContainerID  string     `json:"containerID"`
+	PodNamespace string     `json:"podNamespace"`
+	PodName      string     `json:"podName"`
+	IPv4         netip.Addr `json:"ipv4"`
+	HostIfName   string     `json:"hostIfName"`
+	HostIfIndex  int        `json:"hostIfIndex"`
 }
 
 type mapEntry struct {
@@ -250,4 +254,55 @@ func TestMTU(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The pod a Kubernetes runtime names in CNI_ARGS is kept with the endpoint
+// and shown by `braid endpoint list`; arguments braid does not know are
+// ignored (with IgnoreUnknown or without); a malformed CNI_ARGS fails ADD
+// with code 4 and leaves nothing.
+func TestPodArgs(t *testing.T) {
+	n, c := setup(t)
+	k8s := c.NewPod(t, "k8s")
+	// As containerd's CRI passes them.
+	k8s.Args = [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "shop"}, {"K8S_POD_NAME", "web-0"},
+		{"K8S_POD_INFRA_CONTAINER_ID", k8s.ContainerID}, {"K8S_POD_UID", "6f1c1e0a-0000-4000-8000-000000000001"}}
+	if err := k8s.Add(); err != nil {
+		t.Fatalf("ADD with a Kubernetes runtime's CNI_ARGS: %v", err)
+	}
+	other := c.NewPod(t, "other")
+	other.Args = [][2]string{{"SOMETHING_ELSE", "x"}}
+	if err := other.Add(); err != nil {
+		t.Fatalf("ADD with an unknown CNI_ARG and no IgnoreUnknown: %v", err)
+	}
+	plain := c.AddPod(t, "plain")
+
+	var eps []endpoint
+	n.BraidJSON(t, &eps, "endpoint", "list")
+	pods := map[string]string{}
+	for _, e := range eps {
+		pods[e.ContainerID] = e.PodNamespace + "/" + e.PodName
+	}
+	if pods[k8s.ContainerID] != "shop/web-0" || pods[other.ContainerID] != "/" || pods[plain.ContainerID] != "/" || len(eps) != 3 {
+		t.Errorf("endpoints' pods: %v", pods)
+	}
+	table := string(n.Braid(t, "endpoint", "list"))
+	if !strings.Contains(table, "POD") || !strings.Contains(table, " shop/web-0 ") || strings.Count(table, " - ") != 2 {
+		t.Errorf("braid endpoint list:\n%s", table)
+	}
+
+	// A pair without '=' of its own: libcni joins K=V, this value adds one.
+	bad := c.NewPod(t, "bad")
+	bad.Args = [][2]string{{"K8S_POD_NAME", "a=b"}}
+	err := bad.Add()
+	requireMentions(t, err, "CNI_ARGS")
+	var e *types.Error
+	if errors.As(err, &e) && e.Code != types.ErrInvalidEnvironmentVariables {
+		t.Errorf("malformed CNI_ARGS: code %d, want %d", e.Code, types.ErrInvalidEnvironmentVariables)
+	}
+	for _, p := range []*harness.Pod{k8s, other, plain} {
+		if err := p.Del(); err != nil {
+			t.Fatalf("DEL %s: %v", p.Name, err)
+		}
+	}
+	n.RequireClean(t)
 }

@@ -62,8 +62,13 @@ func (s *session) add(tx *store.Tx, args *skel.CmdArgs, netns ns.NetNS) (_ *curr
 		}
 	}
 
+	podNS, podName, err := podArgs(args.Args)
+	if err != nil {
+		return nil, err
+	}
 	key := store.EndpointKey(args.ContainerID, args.IfName)
 	ep, _ := tx.Endpoint(key) // a repeated ADD keeps its id and address
+	ep.PodNamespace, ep.PodName = podNS, podName
 	ep.ContainerID, ep.IfName, ep.Netns, ep.MTU = args.ContainerID, args.IfName, args.Netns, mtu
 	ep.Network = s.conf.Name
 	ep.HostIfName = hostVethName(args.ContainerID, args.IfName)
@@ -173,3 +178,31 @@ func addResult(ep store.Endpoint, sandbox string, dns types.DNS) *current.Result
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// k8sArgs are the CNI_ARGS braid reads: the pod a Kubernetes runtime
+// attaches. Any other argument is ignored (IgnoreUnknown set before
+// parsing), as CNI asks of a plugin that does not know it.
+type k8sArgs struct {
+	types.CommonArgs
+	K8S_POD_NAMESPACE types.UnmarshallableString
+	K8S_POD_NAME      types.UnmarshallableString
+}
+
+// maxPodName bounds what the store keeps of a pod's name (Kubernetes
+// allows 253 characters, namespaces 63).
+const maxPodName = 253
+
+// podArgs reads the pod's namespace and name from CNI_ARGS (both empty
+// when the runtime gives none).
+func podArgs(raw string) (namespace, name string, err error) {
+	a := k8sArgs{CommonArgs: types.CommonArgs{IgnoreUnknown: true}}
+	if err := types.LoadArgs(raw, &a); err != nil {
+		return "", "", types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS: %v", err), "")
+	}
+	namespace, name = string(a.K8S_POD_NAMESPACE), string(a.K8S_POD_NAME)
+	if len(namespace) > maxPodName || len(name) > maxPodName {
+		return "", "", types.NewError(types.ErrInvalidEnvironmentVariables,
+			fmt.Sprintf("CNI_ARGS: K8S_POD_NAMESPACE or K8S_POD_NAME longer than %d characters", maxPodName), "")
+	}
+	return namespace, name, nil
+}
