@@ -163,7 +163,7 @@ say "VXLAN overlay: veth-ebpf, sock-lb, vxlan-tunnel, dsr (chain-configs/vxlan-l
 run_mode vxlan-lb.conflist
 say "native routing: veth-ebpf, sock-lb, dsr, native-route (chain-configs/native-lb.conflist)"
 run_mode native-lb.conflist
-in_node 1 ip route show proto 189 | sed 's/^/    node1 route: /'
+in_node 1 ip route show proto 157 | sed 's/^/    node1 route: /'
 
 say "node3 leaves: braid node del + braid sync on node1"
 braid 1 node del node3 >/dev/null
@@ -228,6 +228,6 @@ start=$EPOCHREALTIME
 forgot_node3() { ! braid 1 node list -o json | jq -e '.[] | select(.name == "node3")' >/dev/null; }
 wait_for 100 forgot_node3
 ok "node3's agent stopped: its 3 s lease lapsed, node1 dropped it after" "$(since "$start")"
-ok "  node1's routes to other nodes' pods now" "$(in_node 1 ip -br route show proto 189 | awk '$1 ~ /\/24$/ {print $1}' | paste -sd' ')"
+ok "  node1's routes to other nodes' pods now" "$(in_node 1 ip -br route show proto 157 | awk '$1 ~ /\/24$/ {print $1}' | paste -sd' ')"
 ok "  node3's own pods still talk without their agent: ping $a3 -> $b3" "$(ping_ok bd-p3a "$b3")"
 say "done"

@@ -7,6 +7,7 @@ import (
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/core/tcx"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/spf13/cobra"
 )
 
@@ -75,6 +76,7 @@ func collectStatus(g *globals) (*nodeStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.Problems = append(s.Problems, goneVeths(eps)...)
 	if !s.BPFFSMounted {
 		s.Problems = append(s.Problems, "bpffs is not mounted at "+g.bpfRoot)
 		return s, nil
@@ -109,6 +111,18 @@ func antiSpoofingOrder(bpfRoot string, eps []store.Endpoint) []string {
 		}
 		if err := tcx.VerifyFirst(pin, ep.HostIfIndex, tcx.Ingress); err != nil {
 			out = append(out, fmt.Sprintf("pod %s (%s): anti-spoofing does not run first on %s: %v (run braid sync)", ep.Key(), ep.IPv4, ep.HostIfName, err))
+		}
+	}
+	return out
+}
+
+// goneVeths reports each endpoint whose host veth no longer exists (or is
+// another interface by now): the pod is unreachable and its record stale.
+func goneVeths(eps []store.Endpoint) []string {
+	var out []string
+	for _, ep := range eps {
+		if l, err := netlinksafe.LinkByName(ep.HostIfName); err != nil || l.Attrs().Index != ep.HostIfIndex {
+			out = append(out, fmt.Sprintf("endpoint %s (%s): host veth %s is gone (run GC or DEL)", ep.Key(), ep.IPv4, ep.HostIfName))
 		}
 	}
 	return out

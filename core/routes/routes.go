@@ -10,9 +10,17 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// Protocol tags every route braid installs (RTPROT values above 4 are free
-// for routing daemons; 0xbd is braid's).
-const Protocol netlink.RouteProtocol = 0xbd
+// Protocol tags every route braid installs. RTPROT values above 4 are for
+// routing daemons; 157 is one /etc/iproute2/rt_protos gives to none (braid
+// used 189 before, which is rip's).
+const Protocol netlink.RouteProtocol = 157
+
+// LegacyProtocol is the number braid tagged its routes with before
+// Protocol: such routes are still braid's, and Sync retags them.
+const LegacyProtocol netlink.RouteProtocol = 189
+
+// IsBraid reports whether a route's protocol says braid installed it.
+func IsBraid(p netlink.RouteProtocol) bool { return p == Protocol || p == LegacyProtocol }
 
 // Sync makes braid's IPv4 routes through link exactly want (Protocol is set
 // on each), and returns what it changed.
@@ -26,7 +34,7 @@ func Sync(link netlink.Link, want []netlink.Route) ([]string, error) {
 	for _, r := range want {
 		r.Protocol = Protocol
 		wanted[r.Dst.String()] = true
-		if same(have, r) {
+		if same(have, r) { // same destination, gateway, scope and protocol
 			continue
 		}
 		if err := netlink.RouteReplace(&r); err != nil {
@@ -45,20 +53,25 @@ func Sync(link netlink.Link, want []netlink.Route) ([]string, error) {
 	return changes, nil
 }
 
-// Owned lists braid's IPv4 routes through link.
+// Owned lists braid's IPv4 routes through link, by either protocol.
 func Owned(link netlink.Link) ([]netlink.Route, error) {
 	all, err := netlinksafe.RouteListFiltered(netlink.FAMILY_V4,
-		&netlink.Route{LinkIndex: link.Attrs().Index, Protocol: Protocol},
-		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL)
+		&netlink.Route{LinkIndex: link.Attrs().Index}, netlink.RT_FILTER_OIF)
 	if err != nil {
 		return nil, fmt.Errorf("list routes on %s: %w", link.Attrs().Name, err)
 	}
-	return all, nil
+	var owned []netlink.Route
+	for _, r := range all {
+		if IsBraid(r.Protocol) {
+			owned = append(owned, r)
+		}
+	}
+	return owned, nil
 }
 
 func same(have []netlink.Route, r netlink.Route) bool {
 	for _, h := range have {
-		if h.Dst.String() == r.Dst.String() && h.Gw.Equal(r.Gw) && h.Scope == r.Scope {
+		if h.Dst.String() == r.Dst.String() && h.Gw.Equal(r.Gw) && h.Scope == r.Scope && h.Protocol == r.Protocol {
 			return true
 		}
 	}

@@ -16,13 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/braid-cni/braid/core/routes"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/vishvananda/netlink"
 )
 
-// RouteProtocol tags the routes braid installs (core/routes: 0xbd), as
-// `ip route show proto 189` lists them.
-const RouteProtocol = 189
+// RouteProtocol tags the routes braid installs (core/routes.Protocol), as
+// `ip route show proto 157` lists them.
+const RouteProtocol = routes.Protocol
 
 // TryBraid runs bin/braid like Braid but returns its failure (with stderr)
 // instead of failing t, for commands that are expected to fail.
@@ -231,7 +232,7 @@ func (topo *Topology) waitForwarding(t testing.TB, port string) {
 	}
 }
 
-// BraidRoutes lists the routes braid installed in the node (protocol 189),
+// BraidRoutes lists the routes braid installed in the node (protocol 157),
 // as "dst" or "dst via gw dev name".
 func (n *Node) BraidRoutes(t testing.TB) []string {
 	t.Helper()

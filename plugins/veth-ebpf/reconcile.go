@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
 )
 
 // reconcile rebuilds the datapath from the store: after a reboot of the
@@ -27,6 +30,12 @@ func reconcile(stdin []byte, r *plugin.Report) error {
 			r.Problem("endpoint %s (%s): host veth %s is gone; run GC", ep.Key(), ep.IPv4, ep.HostIfName)
 			continue
 		}
+		if broken := checkHost(ep); broken != nil {
+			if err := restoreHost(l, ep); err != nil {
+				return err
+			}
+			r.Changed("endpoint %s (%s): node side restored (%v)", ep.Key(), ep.IPv4, broken)
+		}
 		want := newEndpointRef(ep.HostIfName, ep.HostIfIndex, ep.ID, ep.IPv4, mustMAC(ep.PodMAC), mustMAC(ep.HostMAC))
 		broken := s.checkDatapath(ep)
 		if err := s.dp.attach(want); err != nil {
@@ -37,4 +46,13 @@ func reconcile(stdin []byte, r *plugin.Report) error {
 		}
 	}
 	return nil
+}
+
+// restoreHost brings the host veth up and puts back the node's /32 route and
+// neighbour entry for the pod (each a replace: what is whole stays so).
+func restoreHost(host netlink.Link, ep store.Endpoint) error {
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("set %s up: %w", ep.HostIfName, err)
+	}
+	return configureHost(host, ep.IPv4, mustMAC(ep.PodMAC))
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 
+	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/logging"
 	"github.com/braid-cni/braid/core/store"
 )
@@ -29,6 +31,14 @@ func openSession(stdin []byte, verb string) (*session, error) {
 		return nil, err
 	}
 	s.done = append(s.done, func() { s.store.Close() })
+	// An ADD on a node never initialized fails before the datapath mounts
+	// a bpffs that nothing would unmount.
+	if verb == "ADD" {
+		if err := s.store.View(func(tx *store.Tx) error { _, err := tx.Node(); return err }); errors.Is(err, store.ErrNotInitialized) {
+			s.Close()
+			return nil, cnierr.NotAvailable("%v (stateDir %s)", err, conf.StateDir)
+		}
+	}
 	if s.dp, err = openDatapath(conf.BPFRoot); err != nil {
 		s.Close()
 		return nil, err
