@@ -23,6 +23,20 @@
  * replies) are sent through the fib by the program: the stack's forwarding
  * drops a packet from a local address as a martian.
  *
+ * State lifetimes: every dsr_flows/dsr_flows_new/dsr_snat entry carries its
+ * connection's state and an expiry (bpf_ktime_get_ns); an expired entry is
+ * treated as absent and replaced. TCP: SYN seen, unanswered -> tcp_syn_ns;
+ * the backend answered (a non-SYN segment from it) -> tcp_est_ns; FIN or
+ * RST seen -> tcp_close_ns; UDP: udp_ns idle. Unanswered flows live in
+ * their own map (dsr_flows_new), so a SYN flood evicts only other
+ * unanswered flows, never an established one. The plugin's reconcile (GC,
+ * braid sync, the agent) deletes what expired.
+ *
+ * Tunnels are authenticated first: from_overlay reads nothing of a packet
+ * before its outer source is a known node (dsr_nodes) and its VNI the
+ * overlay's; from_netdev takes SNAT replies only in native mode, and only
+ * from the node the fib routes their source to (its MAC).
+ *
  * Programs: from_netdev (node device ingress, attached first, ahead of
  * native-route's, which would deliver an option-carrying packet itself),
  * from_overlay (VXLAN device ingress, attached first so it sees packets
@@ -41,11 +55,23 @@
 #define DSR_OPT_TYPE 0x9a
 #define DSR_OPT_LEN  8
 #define DSR_SERVICES_MAX 4096 /* node ports, and Maglev tables */
-#define DSR_FLOWS_MAX    (1 << 18)
+#define DSR_FLOWS_MAX    (1 << 18) /* established flows; SNAT entries */
+#define DSR_NEW_MAX      (1 << 16) /* unanswered flows */
 #define DSR_NODES_MAX    4096
-#define SNAT_TRIES 8
+#define SNAT_TRIES 32
 
 enum { MODE_DSR = 0, MODE_SNAT = 1 };
+
+/* A connection's state, in every flow and SNAT entry. */
+enum {
+	ST_NEW = 0,     /* TCP: SYN seen, the backend has not answered; UDP: unanswered */
+	ST_EST = 1,     /* the backend answered */
+	ST_CLOSING = 2, /* TCP: FIN or RST seen */
+};
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
 #define SVC_LOCAL 1 /* externalTrafficPolicy: Local */
 
 struct dsr_opt {
@@ -98,6 +124,17 @@ struct snat_client {
 	__be32 ip;
 	__be16 port;
 	__be16 node_port;
+	__u8   state;
+	__u8   pad[7];
+	__u64  expires; /* bpf_ktime_get_ns */
+};
+
+/* A flow's service address (where replies come from), state and expiry. */
+struct flow_val {
+	struct addr_port svc;
+	__u8   state;
+	__u8   pad[7];
+	__u64  expires; /* bpf_ktime_get_ns */
 };
 
 struct dsr_conf {
@@ -105,6 +142,13 @@ struct dsr_conf {
 	__u32  mode;           /* MODE_DSR or MODE_SNAT */
 	__u32  overlay_ifindex; /* VXLAN device in overlay mode, else 0 */
 	__u32  device_mtu;
+	__u32  vni;            /* the overlay's VNI (overlay mode) */
+	__u16  snat_lo;        /* SNAT ports: snat_lo .. snat_lo+snat_span-1, */
+	__u16  snat_span;      /* outside the ephemeral and node-port ranges */
+	__u64  tcp_syn_ns;     /* lifetimes, see the top of the file */
+	__u64  tcp_est_ns;
+	__u64  tcp_close_ns;
+	__u64  udp_ns;
 };
 
 struct {
@@ -145,21 +189,62 @@ struct {
 	__array(values, struct maglev_table);
 } dsr_maglev SEC(".maps");
 
+/* Flows the backend answered (ST_EST, ST_CLOSING). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct flow_key);
-	__type(value, struct addr_port);
+	__type(value, struct flow_val);
 	__uint(max_entries, DSR_FLOWS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_flows SEC(".maps");
 
+/*
+ * Flows not answered yet (ST_NEW): anyone can make these (a spoofed SYN),
+ * so they have a map of their own; a flood evicts only its own kind.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flow_key);
+	__type(value, struct flow_val);
+	__uint(max_entries, DSR_NEW_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dsr_flows_new SEC(".maps");
+
+/*
+ * SNAT entries: not LRU, a live entry is never evicted; a flood holds
+ * ports for tcp_syn_ns at most (expired entries are taken over).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct snat_rev_key);
 	__type(value, struct snat_client);
 	__uint(max_entries, DSR_FLOWS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_snat SEC(".maps");
+
+/* The client's side of an SNAT entry: which port it holds. */
+struct snat_fwd_key {
+	__be32 client_ip;
+	__be16 client_port;
+	__be16 node_port;
+	__u8   proto;
+	__u8   pad[3];
+};
+
+/*
+ * Client -> its SNAT port, so that a flow finds its port in one lookup. It
+ * names a port only while dsr_snat says the port is this client's (a port
+ * taken over leaves a stale entry here, which nothing uses): LRU, stale
+ * entries go first.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct snat_fwd_key);
+	__type(value, __be16);
+	__uint(max_entries, DSR_FLOWS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dsr_snat_fwd SEC(".maps");
 
 /* Nodes whose DSR options (and tunnel packets) are trusted. */
 struct {
@@ -185,6 +270,7 @@ struct packet {
 	__u32           l4_off;
 	__be32          saddr, daddr;
 	__u8            proto, ihl, ttl;
+	__u8            tcp_flags; /* 0 for UDP */
 	bool            syn_only;
 };
 
@@ -220,12 +306,14 @@ __inline bool parse(struct __sk_buff *skb, struct packet *p)
 		return false;
 	p->l4 = *l4;
 	p->syn_only = false;
+	p->tcp_flags = 0;
 	if (p->proto == IPPROTO_TCP) {
 		__u8 *flags = hdr(skb, p->l4_off + 13, 1);
 
 		if (!flags)
 			return false;
-		p->syn_only = (*flags & 0x12) == 0x02; /* SYN without ACK */
+		p->tcp_flags = *flags;
+		p->syn_only = (*flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 	}
 	return true;
 }
@@ -263,16 +351,106 @@ __inline struct addr_port *pick(struct nodeport_svc *svc, struct packet *p)
 	return bpf_map_lookup_elem(table, &index);
 }
 
-__inline void record_flow(struct packet *p, __be32 backend_ip, __be16 backend_port,
+/* lifetime is how long an entry in state st lives past its last packet. */
+__inline __u64 lifetime(struct dsr_conf *c, __u8 proto, __u8 st)
+{
+	if (proto == IPPROTO_UDP)
+		return c->udp_ns;
+	if (st == ST_EST)
+		return c->tcp_est_ns;
+	if (st == ST_CLOSING)
+		return c->tcp_close_ns;
+	return c->tcp_syn_ns;
+}
+
+/*
+ * next_state is a connection's state after a packet: established once the
+ * backend sends something other than a SYN (its socket took the client's
+ * ACK: a spoofed SYN never gets there), closing on FIN or RST, new again on
+ * a client's SYN (the tuple reused).
+ */
+__inline __u8 next_state(struct packet *p, __u8 st, bool from_backend)
+{
+	if (p->proto == IPPROTO_UDP)
+		return from_backend ? ST_EST : st;
+	if (p->tcp_flags & (TCP_FIN | TCP_RST))
+		return ST_CLOSING;
+	if (!from_backend && p->syn_only)
+		return ST_NEW;
+	if (from_backend && st == ST_NEW && !(p->tcp_flags & TCP_SYN))
+		return ST_EST;
+	return st;
+}
+
+/*
+ * flow_find is k's live entry: in dsr_flows (*answered) or dsr_flows_new.
+ * An expired one counts as absent.
+ */
+__inline struct flow_val *flow_find(struct flow_key *k, __u64 now, bool *answered)
+{
+	struct flow_val *v = bpf_map_lookup_elem(&dsr_flows, k);
+
+	*answered = true;
+	if (v && v->expires > now)
+		return v;
+	if (v)
+		count(CNT_EXPIRED);
+	*answered = false;
+	v = bpf_map_lookup_elem(&dsr_flows_new, k);
+	if (v && v->expires > now)
+		return v;
+	if (v)
+		count(CNT_EXPIRED);
+	return NULL;
+}
+
+/* flow_seen moves k's entry on by packet p; answered flows go to dsr_flows. */
+__inline void flow_seen(struct dsr_conf *c, struct flow_key *k, struct flow_val *v, bool answered,
+			struct packet *p, bool from_backend, __u64 now)
+{
+	__u8 st = next_state(p, v->state, from_backend);
+
+	if (!answered && from_backend && st != ST_NEW) {
+		struct flow_val nv = { .svc = v->svc, .state = st,
+				       .expires = now + lifetime(c, p->proto, st) };
+
+		if (bpf_map_update_elem(&dsr_flows, k, &nv, BPF_ANY) == 0) {
+			bpf_map_delete_elem(&dsr_flows_new, k);
+			count(CNT_ESTABLISHED);
+			return;
+		}
+	}
+	v->state = st;
+	v->expires = now + lifetime(c, p->proto, st);
+}
+
+/*
+ * record_flow notes a client's packet of a flow to a local backend, which
+ * replies as svc: a flow it does not know yet (or whose service address
+ * changed, or a SYN reusing an answered flow's tuple) starts unanswered.
+ */
+__inline void record_flow(struct dsr_conf *c, struct packet *p, __be32 backend_ip, __be16 backend_port,
 			  __be32 svc_ip, __be16 svc_port)
 {
 	struct flow_key k = {
 		.client_ip = p->saddr, .backend_ip = backend_ip,
 		.client_port = p->l4.sport, .backend_port = backend_port, .proto = p->proto,
 	};
-	struct addr_port v = { .ip = svc_ip, .port = svc_port };
+	__u64 now = bpf_ktime_get_ns();
+	struct flow_val *v;
+	struct flow_val nv = { .svc = { .ip = svc_ip, .port = svc_port } };
+	bool answered;
 
-	bpf_map_update_elem(&dsr_flows, &k, &v, BPF_ANY);
+	v = flow_find(&k, now, &answered);
+	if (v && v->svc.ip == svc_ip && v->svc.port == svc_port && !(answered && p->syn_only)) {
+		flow_seen(c, &k, v, answered, p, false, now);
+		return;
+	}
+	if (v && answered)
+		bpf_map_delete_elem(&dsr_flows, &k);
+	nv.state = next_state(p, ST_NEW, false);
+	nv.expires = now + lifetime(c, p->proto, nv.state);
+	bpf_map_update_elem(&dsr_flows_new, &k, &nv, BPF_ANY);
 }
 
 /* deliver hands a packet for a local pod to it, if the pod is here. */
@@ -362,61 +540,96 @@ __inline int forward(struct __sk_buff *skb, struct dsr_conf *c)
 }
 
 /*
- * SNAT ports: a flow's candidates are the client's own port, then
- * SNAT_TRIES-1 ports from its hash; it takes the first one free, so a
- * lookup can stop at the first candidate nobody holds.
+ * SNAT ports come from the range the plugin sets (snat_lo, snat_span),
+ * outside the node's ephemeral ports and node ports: a reply to a port of
+ * the node's own sockets is never taken for an SNAT flow's. A flow's
+ * candidates are the client's own port (when in the range), then
+ * SNAT_TRIES-1 ports from its hash; it takes the first one free or expired.
  */
-__inline __be16 snat_candidate(struct packet *p, __u32 h, int i)
+__inline __be16 snat_candidate(struct dsr_conf *c, struct packet *p, __u32 h, int i)
 {
-	return i == 0 ? p->l4.sport : bpf_htons(32768 + (h + i * 7919) % 28232);
+	__u16 sport = bpf_ntohs(p->l4.sport);
+
+	if (!c->snat_span)
+		return 0;
+	if (i == 0)
+		return (__u16)(sport - c->snat_lo) < c->snat_span ? p->l4.sport : 0;
+	return bpf_htons(c->snat_lo + (h + i * 7919) % c->snat_span);
 }
 
-/* snat_port finds a source port on this node for the client's flow. */
-__inline int snat_port(struct packet *p, struct addr_port *be, __be16 *port)
+/* snat_find is the live SNAT entry the client's flow holds, and its port. */
+__inline struct snat_client *snat_find(struct packet *p, struct addr_port *be, __u64 now, __be16 *port)
 {
+	struct snat_fwd_key fk = { .client_ip = p->saddr, .client_port = p->l4.sport,
+				   .node_port = p->l4.dport, .proto = p->proto };
+	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
+	struct snat_client *have;
+	__be16 *fwd = bpf_map_lookup_elem(&dsr_snat_fwd, &fk);
+
+	if (!fwd)
+		return NULL;
+	k.snat_port = *fwd;
+	have = bpf_map_lookup_elem(&dsr_snat, &k);
+	if (!have || have->ip != p->saddr || have->port != p->l4.sport || have->node_port != p->l4.dport)
+		return NULL;
+	if (have->expires <= now) {
+		count(CNT_EXPIRED);
+		return NULL;
+	}
+	*port = k.snat_port;
+	return have;
+}
+
+/* snat_port finds (or takes) the source port on this node for the client's flow. */
+__inline int snat_port(struct dsr_conf *c, struct packet *p, struct addr_port *be, __be16 *port)
+{
+	struct snat_fwd_key fk = { .client_ip = p->saddr, .client_port = p->l4.sport,
+				   .node_port = p->l4.dport, .proto = p->proto };
 	struct snat_client want = { .ip = p->saddr, .port = p->l4.sport, .node_port = p->l4.dport };
 	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
-	__u32 h = flow_hash(p);
+	__u64 now = bpf_ktime_get_ns();
+	struct snat_client *have = snat_find(p, be, now, port);
+	__u32 h;
 
+	if (have) {
+		have->state = next_state(p, have->state, false);
+		have->expires = now + lifetime(c, p->proto, have->state);
+		return 0;
+	}
+	want.state = next_state(p, ST_NEW, false);
+	want.expires = now + lifetime(c, p->proto, want.state);
+	h = flow_hash(p);
 	for (int i = 0; i < SNAT_TRIES; i++) {
-		struct snat_client *have;
-
-		k.snat_port = snat_candidate(p, h, i);
+		k.snat_port = snat_candidate(c, p, h, i);
+		if (!k.snat_port)
+			continue;
 		have = bpf_map_lookup_elem(&dsr_snat, &k);
-		if (!have || (have->ip == want.ip && have->port == want.port && have->node_port == want.node_port)) {
-			if (!have && bpf_map_update_elem(&dsr_snat, &k, &want, BPF_NOEXIST) < 0)
-				continue;
-			*port = k.snat_port;
-			return 0;
-		}
+		if (have && have->expires > now)
+			continue;
+		if (have)
+			count(CNT_EXPIRED);
+		if (bpf_map_update_elem(&dsr_snat, &k, &want, have ? BPF_EXIST : BPF_NOEXIST) < 0)
+			continue;
+		bpf_map_update_elem(&dsr_snat_fwd, &fk, &k.snat_port, BPF_ANY);
+		*port = k.snat_port;
+		return 0;
 	}
 	return -1;
 }
 
-/* snat_known: the flow already holds an SNAT port (it began with SNAT). */
+/* snat_known: the flow holds an SNAT port (it began with SNAT). */
 __inline bool snat_known(struct packet *p, struct addr_port *be)
 {
-	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
-	__u32 h = flow_hash(p);
+	__be16 port;
 
-	for (int i = 0; i < SNAT_TRIES; i++) {
-		struct snat_client *have;
-
-		k.snat_port = snat_candidate(p, h, i);
-		have = bpf_map_lookup_elem(&dsr_snat, &k);
-		if (!have)
-			return false;
-		if (have->ip == p->saddr && have->port == p->l4.sport && have->node_port == p->l4.dport)
-			return true;
-	}
-	return false;
+	return snat_find(p, be, bpf_ktime_get_ns(), &port) != NULL;
 }
 
 __inline int nodeport_snat(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p, struct addr_port *be)
 {
 	__be16 sport;
 
-	if (snat_port(p, be, &sport) < 0) {
+	if (snat_port(c, p, be, &sport) < 0) {
 		count(CNT_DROP_SNAT_PORTS);
 		return TC_ACT_SHOT;
 	}
@@ -443,7 +656,7 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 	}
 	if (endpoint_lookup(be->ip)) {
 		/* Local backend: the pod answers, its replies are rewritten on the way out. */
-		record_flow(p, be->ip, be->port, svc_ip, svc_port);
+		record_flow(c, p, be->ip, be->port, svc_ip, svc_port);
 		if (nat4(skb, false, p->proto, p->l4_off, p->daddr, be->ip, p->l4.dport, be->port) < 0) {
 			count(CNT_DROP_NAT);
 			return TC_ACT_SHOT;
@@ -489,10 +702,10 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 /*
  * accept_opt records a flow announced by a DSR option. The option must name
  * a known node as the service address (only nodes serve node ports; pods'
- * options never leave their node, see from_container), and in overlay mode
- * the tunnel must come from a known node too (tunnel_src, else 0).
+ * options never leave their node, see from_container); in overlay mode the
+ * caller has authenticated the tunnel already.
  */
-__inline bool accept_opt(struct __sk_buff *skb, struct packet *p, __be32 tunnel_src)
+__inline bool accept_opt(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p)
 {
 	struct dsr_opt *opt;
 	__be32 svc_ip;
@@ -503,29 +716,40 @@ __inline bool accept_opt(struct __sk_buff *skb, struct packet *p, __be32 tunnel_
 	if (!opt || opt->type != DSR_OPT_TYPE || opt->len != DSR_OPT_LEN)
 		return false;
 	svc_ip = opt->addr;
-	if (!bpf_map_lookup_elem(&dsr_nodes, &svc_ip) ||
-	    (tunnel_src && !bpf_map_lookup_elem(&dsr_nodes, &tunnel_src)) ||
-	    !endpoint_lookup(p->daddr)) {
+	if (!bpf_map_lookup_elem(&dsr_nodes, &svc_ip) || !endpoint_lookup(p->daddr)) {
 		count(CNT_DROP_FORGED_OPT);
 		return false;
 	}
-	record_flow(p, p->daddr, p->l4.dport, opt->addr, opt->port);
+	record_flow(c, p, p->daddr, p->l4.dport, opt->addr, opt->port);
 	count(CNT_OPT_ACCEPTED);
 	return true;
 }
 
-/* known_flow: a later packet of a flow a trusted node announced. */
-__inline bool known_flow(struct packet *p, __be32 tunnel_src)
+/*
+ * client_packet moves on the flow a client's packet belongs to, if dsr
+ * knows it: true if it does.
+ */
+__inline bool client_packet(struct dsr_conf *c, struct packet *p)
 {
 	struct flow_key k = {
 		.client_ip = p->saddr, .backend_ip = p->daddr,
 		.client_port = p->l4.sport, .backend_port = p->l4.dport, .proto = p->proto,
 	};
+	__u64 now = bpf_ktime_get_ns();
+	struct flow_val *v;
+	bool answered;
 
-	return bpf_map_lookup_elem(&dsr_nodes, &tunnel_src) && bpf_map_lookup_elem(&dsr_flows, &k);
+	v = flow_find(&k, now, &answered);
+	if (!v)
+		return false;
+	flow_seen(c, &k, v, answered, p, false, now);
+	return true;
 }
 
-/* snat_reply turns a backend's reply to this node back into one to the client. */
+/*
+ * snat_reply turns a backend's reply to this node back into one to the
+ * client. The caller has made sure it comes from the backend's node.
+ */
 __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p)
 {
 	struct snat_rev_key k = {
@@ -533,9 +757,16 @@ __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet
 	};
 	struct snat_client *cl = bpf_map_lookup_elem(&dsr_snat, &k);
 	struct snat_client client;
+	__u64 now = bpf_ktime_get_ns();
 
 	if (!cl)
 		return BRAID_NEXT;
+	if (cl->expires <= now) {
+		count(CNT_EXPIRED);
+		return BRAID_NEXT;
+	}
+	cl->state = next_state(p, cl->state, true);
+	cl->expires = now + lifetime(c, p->proto, cl->state);
 	client = *cl;
 	if (nat4(skb, true, p->proto, p->l4_off, p->saddr, c->node_ip, p->l4.sport, client.node_port) < 0 ||
 	    nat4(skb, false, p->proto, p->l4_off, p->daddr, client.ip, p->l4.dport, client.port) < 0) {
@@ -545,6 +776,31 @@ __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet
 	count(CNT_SNAT_REPLY);
 	/* From this node's own address now: the stack would not forward it. */
 	return fib_redirect(skb);
+}
+
+/*
+ * from_its_node: a native SNAT reply comes from the node that has its
+ * source (the backend): the frame's source MAC is the one the fib would
+ * send the backend's packets to. Anyone else on the underlay could write
+ * the reply's addresses, not (short of spoofing MACs) that node's MAC.
+ */
+__inline bool from_its_node(struct __sk_buff *skb, struct packet *p)
+{
+	struct bpf_fib_lookup fib = {};
+	__u8 dmac[ETH_ALEN] __attribute__((aligned(4)));
+	struct ethhdr *eth;
+
+	fib.family = AF_INET;
+	fib.l4_protocol = p->proto;
+	fib.ipv4_src = p->daddr;
+	fib.ipv4_dst = p->saddr;
+	fib.ifindex = skb->ingress_ifindex;
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS ||
+	    fib.ifindex != skb->ingress_ifindex)
+		return false;
+	mac_copy(dmac, fib.dmac); /* mac_equal reads words: aligned */
+	eth = eth_hdr(skb);
+	return eth && mac_equal(eth->h_source, dmac);
 }
 
 SEC("tc")
@@ -562,10 +818,27 @@ int from_netdev(struct __sk_buff *skb)
 		svc = bpf_map_lookup_elem(&dsr_nodeports, &k);
 		if (svc)
 			return nodeport(skb, c, &p, svc);
+		/*
+		 * SNAT replies: in overlay mode they come through the tunnel
+		 * only; natively, from the backend's node only.
+		 */
+		if (c->overlay_ifindex || !from_its_node(skb, &p)) {
+			struct snat_rev_key rk = { .backend_ip = p.saddr, .backend_port = p.l4.sport,
+						   .snat_port = p.l4.dport, .proto = p.proto };
+
+			if (bpf_map_lookup_elem(&dsr_snat, &rk)) {
+				count(CNT_DROP_TUNNEL);
+				return TC_ACT_SHOT;
+			}
+			return BRAID_NEXT;
+		}
 		return snat_reply(skb, c, &p);
 	}
-	if (p.ihl == 7 && accept_opt(skb, &p, 0))
+	if (p.ihl == 7 && accept_opt(skb, c, &p))
 		return deliver(skb, p.daddr);
+	/* A client's FIN or RST closes its flow (the stack delivers it). */
+	if (p.tcp_flags & (TCP_FIN | TCP_RST))
+		client_packet(c, &p);
 	count(CNT_PASS);
 	return BRAID_NEXT;
 }
@@ -580,17 +853,29 @@ int from_overlay(struct __sk_buff *skb)
 
 	if (!c || !parse(skb, &p))
 		return BRAID_NEXT;
+	/*
+	 * The tunnel first: nothing below may act on a packet that a pod or an
+	 * underlay host wrapped and sent to this node's VXLAN port. What is
+	 * not from a node with the overlay's VNI is the tunnel program's to
+	 * drop (it checks the same); dsr only counts it.
+	 */
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0) {
+		count(CNT_DROP_TUNNEL);
+		return TC_ACT_SHOT;
+	}
+	sender = bpf_htonl(key.remote_ipv4);
+	if (key.tunnel_id != c->vni || !bpf_map_lookup_elem(&dsr_nodes, &sender)) {
+		count(CNT_DROP_TUNNEL);
+		return TC_ACT_SHOT;
+	}
 	if (p.daddr == c->node_ip)
 		return snat_reply(skb, c, &p);
-	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
-		return BRAID_NEXT;
-	sender = bpf_htonl(key.remote_ipv4);
 	/*
 	 * The tunnel only accepts inner sources of the sending node; a DSR flow's
 	 * source is the client, so dsr delivers the flow's packets itself: the
 	 * first by its option, the rest because the flow is known.
 	 */
-	if ((p.ihl == 7 && accept_opt(skb, &p, sender)) || known_flow(&p, sender))
+	if ((p.ihl == 7 && accept_opt(skb, c, &p)) || client_packet(c, &p))
 		return deliver(skb, p.daddr);
 	return BRAID_NEXT;
 }
@@ -598,11 +883,12 @@ int from_overlay(struct __sk_buff *skb)
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
-	struct dsr_conf *c;
+	struct dsr_conf *c = conf();
+	struct flow_val *v;
 	struct packet p;
-	struct addr_port *svc;
 	struct addr_port addr;
 	struct flow_key k = {};
+	bool answered;
 
 	if (!parse(skb, &p))
 		return BRAID_NEXT;
@@ -615,15 +901,18 @@ int from_container(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		}
 	}
+	if (!c)
+		return BRAID_NEXT;
 	k.client_ip = p.daddr;
 	k.backend_ip = p.saddr;
 	k.client_port = p.l4.dport;
 	k.backend_port = p.l4.sport;
 	k.proto = p.proto;
-	svc = bpf_map_lookup_elem(&dsr_flows, &k);
-	if (!svc)
+	v = flow_find(&k, bpf_ktime_get_ns(), &answered);
+	if (!v)
 		return BRAID_NEXT;
-	addr = *svc;
+	addr = v->svc;
+	flow_seen(c, &k, v, answered, &p, true, bpf_ktime_get_ns());
 	if (nat4(skb, true, p.proto, p.l4_off, p.saddr, addr.ip, p.l4.sport, addr.port) < 0) {
 		count(CNT_DROP_NAT);
 		return TC_ACT_SHOT;
@@ -634,8 +923,7 @@ int from_container(struct __sk_buff *skb)
 	 * this node's node port) is forwarded here: the stack would drop it as
 	 * a martian. Replies from another node's address go on.
 	 */
-	c = conf();
-	if (c && addr.ip == c->node_ip)
+	if (addr.ip == c->node_ip)
 		return fib_redirect(skb);
 	return BRAID_NEXT;
 }

@@ -23,4 +23,7 @@ enum counter {
 	CNT_DROP_NAT        = 10, /* a rewrite (NAT, option insertion) failed */
 	CNT_DROP_SNAT_PORTS = 11, /* no free SNAT port for the flow */
 	CNT_PASS            = 12, /* from_netdev: not dsr's, passed on */
+	CNT_DROP_TUNNEL     = 13, /* tunnel packet from an unknown node or with another VNI; SNAT reply not from its backend's node */
+	CNT_EXPIRED         = 14, /* an expired flow or SNAT entry met: treated as absent (and replaced) */
+	CNT_ESTABLISHED     = 15, /* a flow answered by its backend: moved to the established flows */
 };

@@ -28,6 +28,9 @@ const (
 	DSRCounterCNT_DROP_NAT        DSRCounter = 10
 	DSRCounterCNT_DROP_SNAT_PORTS DSRCounter = 11
 	DSRCounterCNT_PASS            DSRCounter = 12
+	DSRCounterCNT_DROP_TUNNEL     DSRCounter = 13
+	DSRCounterCNT_EXPIRED         DSRCounter = 14
+	DSRCounterCNT_ESTABLISHED     DSRCounter = 15
 )
 
 // Names of all BPF objects in the ELF.

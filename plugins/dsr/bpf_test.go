@@ -16,6 +16,7 @@ import (
 	"github.com/braid-cni/braid/plugins/counters"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/braid-cni/braid/core/maps"
 	"github.com/braid-cni/braid/core/store"
@@ -46,6 +47,9 @@ const (
 	ctrDropNAT       = int(counters.DSRCounterCNT_DROP_NAT)
 	ctrDropSNATPorts = int(counters.DSRCounterCNT_DROP_SNAT_PORTS)
 	ctrPass          = int(counters.DSRCounterCNT_PASS)
+	ctrDropTunnel    = int(counters.DSRCounterCNT_DROP_TUNNEL)
+	ctrExpired       = int(counters.DSRCounterCNT_EXPIRED)
+	ctrEstablished   = int(counters.DSRCounterCNT_ESTABLISHED)
 )
 
 // skbContext is the head of struct __sk_buff, up to ifindex: test_run takes
@@ -165,8 +169,20 @@ func (d *testDP) service(t testing.TB, id uint32, port uint16, proto uint8, flag
 	}
 }
 
+// settings writes c, with the default lifetimes, VNI 1 and SNAT ports
+// 1024-29999 where c leaves them zero.
 func (d *testDP) settings(t testing.TB, c dsrDsrConf) {
 	t.Helper()
+	if c.TcpSynNs == 0 {
+		c.TcpSynNs, c.TcpEstNs = uint64(defaultTCPSyn), uint64(defaultTCPEstablished)
+		c.TcpCloseNs, c.UdpNs = uint64(defaultTCPClose), uint64(defaultUDP)
+	}
+	if c.Vni == 0 {
+		c.Vni = 1
+	}
+	if c.SnatSpan == 0 {
+		c.SnatLo, c.SnatSpan = 1024, 29999-1024+1
+	}
 	if err := d.objs.DsrSettings.Put(uint32(0), c); err != nil {
 		t.Fatal(err)
 	}
@@ -290,22 +306,31 @@ func requireOption(t *testing.T, f *packet.Frame, in *packet.Frame, opt []byte) 
 	}
 }
 
+// flow is the service address of a flow, answered or not.
 func (d *testDP) flow(t *testing.T, key dsrFlowKey) (dsrAddrPort, bool) {
 	t.Helper()
-	var v dsrAddrPort
-	err := d.objs.DsrFlows.Lookup(key, &v)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return v, false
+	for _, m := range []*ebpf.Map{d.objs.DsrFlows, d.objs.DsrFlowsNew} {
+		var v dsrFlowVal
+		err := m.Lookup(key, &v)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Svc, true
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v, true
+	return dsrAddrPort{}, false
 }
 
 func flowKey(c, backend netip.AddrPort, proto uint8) dsrFlowKey {
 	return dsrFlowKey{ClientIp: maps.IPv4Word(c.Addr()), BackendIp: maps.IPv4Word(backend.Addr()),
 		ClientPort: maps.Port16(c.Port()), BackendPort: maps.Port16(backend.Port()), Proto: proto}
+}
+
+// liveFlow is an established flow's entry, an hour from expiring.
+func liveFlow(svc dsrAddrPort) dsrFlowVal {
+	return dsrFlowVal{Svc: svc, State: 1, Expires: now() + uint64(time.Hour)}
 }
 
 func svcAddr(a netip.AddrPort) dsrAddrPort {
@@ -450,7 +475,7 @@ func TestReplyRewrite(t *testing.T) {
 	svc := npAddr(node1, npRemote)
 	udpClient := netip.MustParseAddrPort("198.18.1.10:5353")
 	for _, k := range []dsrFlowKey{flowKey(client, local, packet.ProtoTCP), flowKey(udpClient, local, packet.ProtoUDP)} {
-		if err := d.objs.DsrFlows.Put(k, svcAddr(svc)); err != nil {
+		if err := d.objs.DsrFlows.Put(k, liveFlow(svcAddr(svc))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -481,7 +506,7 @@ func TestReplyRewrite(t *testing.T) {
 		rt := newRouter(t)
 		c := netip.MustParseAddrPort("198.18.1.10:40002")
 		own := npAddr(node2, npLocal)
-		if err := d.objs.DsrFlows.Put(flowKey(c, local, packet.ProtoTCP), svcAddr(own)); err != nil {
+		if err := d.objs.DsrFlows.Put(flowKey(c, local, packet.ProtoTCP), liveFlow(svcAddr(own))); err != nil {
 			t.Fatal(err)
 		}
 		ctx := skbContext{Ifindex: rt.in, IngressIfindex: rt.in}
@@ -525,22 +550,29 @@ func TestSNATFallback(t *testing.T) {
 	t.Run("options present", func(t *testing.T) {
 		in := tcpFrame(client, svc, packet.SYN, nops, nil)
 		out := d.run(t, rt.run, d.objs.FromNetdev, in, ctx, verdictRedirect, ctrSNATFallback, ctrSNATForward)
-		// The first SNAT port tried is the client's own.
-		requireRewritten(t, out, npAddr(node1, client.Port()), remote)
+		// The client's port (40000) is in the node's ephemeral range: the
+		// SNAT port comes from the SNAT range instead.
+		port := out.SrcPort
+		if port < 1024 || port > 29999 {
+			t.Errorf("SNAT port %d outside the SNAT range 1024-29999", port)
+		}
+		requireRewritten(t, out, npAddr(node1, port), remote)
 		if out.IHL != 6 || !bytes.Equal(out.Options, nops) {
 			t.Errorf("options changed: IHL %d, % x", out.IHL, out.Options)
 		}
 		// The reply, now from this node's own address, is forwarded by the
 		// program (the stack would drop it as a martian): to the client.
-		reply := tcpFrame(remote, npAddr(node1, client.Port()), packet.SYN|packet.ACK, nil, nil)
-		back := d.run(t, rt.run, d.objs.FromNetdev, reply, ctx, verdictRedirect, ctrSNATReply)
+		reply, rctx := rt.fromNode2(tcpFrame(remote, npAddr(node1, port), packet.SYN|packet.ACK, nil, nil))
+		back := d.run(t, rt.run, d.objs.FromNetdev, reply, rctx, verdictRedirect, ctrSNATReply)
 		requireRewritten(t, back, svc, client)
 		if back.DstMAC != rt.clientMAC || back.SrcMAC != rt.outMAC {
 			t.Errorf("reply MACs %x > %x, want %x > %x", back.SrcMAC, back.DstMAC, rt.outMAC, rt.clientMAC)
 		}
+		// The same reply from anyone but node 2 is dropped and counted.
+		d.run(t, rt.run, d.objs.FromNetdev, reply, ctx, verdictShot, ctrDropTunnel)
 		// The flow keeps SNAT when its next segments carry no options.
 		ack := d.run(t, rt.run, d.objs.FromNetdev, tcpFrame(client, svc, packet.ACK, nil, nil), ctx, verdictRedirect, ctrSNATForward)
-		requireRewritten(t, ack, npAddr(node1, client.Port()), remote)
+		requireRewritten(t, ack, npAddr(node1, port), remote)
 	})
 	t.Run("a DSR flow's later segments with options stay DSR", func(t *testing.T) {
 		c := netip.MustParseAddrPort("198.18.1.10:40100")
@@ -584,7 +616,8 @@ func TestSNATFallback(t *testing.T) {
 			port uint16
 		}{{a, oa.SrcPort}, {b, ob.SrcPort}} {
 			// No neighbour entry for these clients: redirect_neigh.
-			back := d.run(t, rt.run, d.objs.FromNetdev, tcpFrame(remote, npAddr(node1, tc.port), packet.SYN|packet.ACK, nil, nil), ctx, verdictRedirect, ctrSNATReply)
+			reply, rctx := rt.fromNode2(tcpFrame(remote, npAddr(node1, tc.port), packet.SYN|packet.ACK, nil, nil))
+			back := d.run(t, rt.run, d.objs.FromNetdev, reply, rctx, verdictRedirect, ctrSNATReply)
 			requireRewritten(t, back, svc, tc.c)
 		}
 		// The same flow again keeps its port (b's is not its first candidate).
@@ -598,7 +631,10 @@ func TestSNATFallback(t *testing.T) {
 		defer d.settings(t, dsrDsrConf{NodeIp: maps.IPv4Word(node1), DeviceMtu: 1500})
 		c := netip.MustParseAddrPort("198.18.1.30:42000")
 		out := d.run(t, rt.run, d.objs.FromNetdev, tcpFrame(c, svc, packet.SYN, nil, nil), ctx, verdictRedirect, ctrSNATForward)
-		requireRewritten(t, out, npAddr(node1, c.Port()), remote)
+		requireRewritten(t, out, npAddr(node1, out.SrcPort), remote)
+		if out.SrcPort == c.Port() || out.SrcPort < 1024 || out.SrcPort > 29999 {
+			t.Errorf("SNAT port %d: want one of 1024-29999", out.SrcPort)
+		}
 		if out.IHL != 5 {
 			t.Errorf("mode snat added an option: IHL %d", out.IHL)
 		}

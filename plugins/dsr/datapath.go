@@ -70,13 +70,20 @@ func (d *datapath) Reconcile(c chained.Cluster, r *plugin.Report) error {
 	if err != nil {
 		return err
 	}
-	if _, err := maps.PutIfChanged(d.objs.DsrSettings, uint32(0), d.settings(c, dev, ov)); err != nil {
+	want, err := d.settings(c, dev, ov)
+	if err != nil {
+		return err
+	}
+	if _, err := maps.PutIfChanged(d.objs.DsrSettings, uint32(0), want); err != nil {
 		return fmt.Errorf("dsr settings: %w", err)
 	}
 	if err := d.attachNetdev(dev.Attrs().Index, d.pin(c.Node.Device), r); err != nil {
 		return err
 	}
 	if err := d.syncNodes(c); err != nil {
+		return err
+	}
+	if err := d.reclaim(r); err != nil {
 		return err
 	}
 	return d.syncNodePorts(c, r)
@@ -128,10 +135,16 @@ func (d *datapath) overlay() (netlink.Link, error) {
 	return link(d.conf.OverlayDevice)
 }
 
-// settings is what dsr_settings must hold: the node, the mode, and where
-// forwarded packets leave (ov nil: natively, by the node device).
-func (d *datapath) settings(c chained.Cluster, dev, ov netlink.Link) dsrDsrConf {
-	s := dsrDsrConf{NodeIp: maps.IPv4Word(c.Node.NodeIP), DeviceMtu: uint32(dev.Attrs().MTU)}
+// settings is what dsr_settings must hold: the node, the mode, where
+// forwarded packets leave (ov nil: natively, by the node device), the
+// overlay's VNI, the SNAT ports and the lifetimes of state.
+func (d *datapath) settings(c chained.Cluster, dev, ov netlink.Link) (dsrDsrConf, error) {
+	s := dsrDsrConf{NodeIp: maps.IPv4Word(c.Node.NodeIP), DeviceMtu: uint32(dev.Attrs().MTU), Vni: d.conf.VNI}
+	snat, err := d.snatPorts()
+	if err != nil {
+		return s, err
+	}
+	d.setLifetimes(&s, snat)
 	if d.conf.Mode == modeSNAT {
 		s.Mode = 1
 	}
@@ -141,7 +154,7 @@ func (d *datapath) settings(c chained.Cluster, dev, ov netlink.Link) dsrDsrConf 
 		s.OverlayIfindex = uint32(ov.Attrs().Index)
 		s.DeviceMtu = uint32(ov.Attrs().MTU)
 	}
-	return s
+	return s, nil
 }
 
 func (d *datapath) pin(dev string) string {
@@ -184,14 +197,18 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 		}
 	}
 	var have dsrDsrConf
-	if err := d.objs.DsrSettings.Lookup(uint32(0), &have); err != nil || have != d.settings(c, dev, ov) {
+	want, err := d.settings(c, dev, ov)
+	if err != nil {
+		return err
+	}
+	if err := d.objs.DsrSettings.Lookup(uint32(0), &have); err != nil || have != want {
 		return fmt.Errorf("dsr_settings does not hold this node's settings (node IP %s, mode %s)", c.Node.NodeIP, d.conf.Mode)
 	}
 	if err := d.checkNodes(c); err != nil {
 		return err
 	}
-	want, _ := d.nodePorts(c)
-	for k, np := range want {
+	ports, _ := d.nodePorts(c)
+	for k, np := range ports {
 		if err := d.checkNodePort(k, np); err != nil {
 			return err
 		}

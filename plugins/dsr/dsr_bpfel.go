@@ -26,6 +26,13 @@ type dsrDsrConf struct {
 	Mode           uint32
 	OverlayIfindex uint32
 	DeviceMtu      uint32
+	Vni            uint32
+	SnatLo         uint16
+	SnatSpan       uint16
+	TcpSynNs       uint64
+	TcpEstNs       uint64
+	TcpCloseNs     uint64
+	UdpNs          uint64
 }
 
 type dsrEndpointInfo struct {
@@ -45,6 +52,14 @@ type dsrFlowKey struct {
 	BackendPort uint16
 	Proto       uint8
 	Pad         [3]uint8
+}
+
+type dsrFlowVal struct {
+	_       structs.HostLayout
+	Svc     dsrAddrPort
+	State   uint8
+	Pad     [7]uint8
+	Expires uint64
 }
 
 type dsrNodeportKey struct {
@@ -67,6 +82,18 @@ type dsrSnatClient struct {
 	Ip       uint32
 	Port     uint16
 	NodePort uint16
+	State    uint8
+	Pad      [7]uint8
+	Expires  uint64
+}
+
+type dsrSnatFwdKey struct {
+	_          structs.HostLayout
+	ClientIp   uint32
+	ClientPort uint16
+	NodePort   uint16
+	Proto      uint8
+	Pad        [3]uint8
 }
 
 type dsrSnatRevKey struct {
@@ -84,11 +111,13 @@ type dsrSnatRevKey struct {
 const (
 	dsrMapCounters       = "counters"
 	dsrMapDsrFlows       = "dsr_flows"
+	dsrMapDsrFlowsNew    = "dsr_flows_new"
 	dsrMapDsrMaglev      = "dsr_maglev"
 	dsrMapDsrNodeports   = "dsr_nodeports"
 	dsrMapDsrNodes       = "dsr_nodes"
 	dsrMapDsrSettings    = "dsr_settings"
 	dsrMapDsrSnat        = "dsr_snat"
+	dsrMapDsrSnatFwd     = "dsr_snat_fwd"
 	dsrMapEndpoints      = "endpoints"
 	dsrProgFromContainer = "from_container"
 	dsrProgFromNetdev    = "from_netdev"
@@ -148,11 +177,13 @@ type dsrProgramSpecs struct {
 type dsrMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	DsrFlows     *ebpf.MapSpec `ebpf:"dsr_flows"`
+	DsrFlowsNew  *ebpf.MapSpec `ebpf:"dsr_flows_new"`
 	DsrMaglev    *ebpf.MapSpec `ebpf:"dsr_maglev"`
 	DsrNodeports *ebpf.MapSpec `ebpf:"dsr_nodeports"`
 	DsrNodes     *ebpf.MapSpec `ebpf:"dsr_nodes"`
 	DsrSettings  *ebpf.MapSpec `ebpf:"dsr_settings"`
 	DsrSnat      *ebpf.MapSpec `ebpf:"dsr_snat"`
+	DsrSnatFwd   *ebpf.MapSpec `ebpf:"dsr_snat_fwd"`
 	Endpoints    *ebpf.MapSpec `ebpf:"endpoints"`
 }
 
@@ -184,11 +215,13 @@ func (o *dsrObjects) Close() error {
 type dsrMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	DsrFlows     *ebpf.Map `ebpf:"dsr_flows"`
+	DsrFlowsNew  *ebpf.Map `ebpf:"dsr_flows_new"`
 	DsrMaglev    *ebpf.Map `ebpf:"dsr_maglev"`
 	DsrNodeports *ebpf.Map `ebpf:"dsr_nodeports"`
 	DsrNodes     *ebpf.Map `ebpf:"dsr_nodes"`
 	DsrSettings  *ebpf.Map `ebpf:"dsr_settings"`
 	DsrSnat      *ebpf.Map `ebpf:"dsr_snat"`
+	DsrSnatFwd   *ebpf.Map `ebpf:"dsr_snat_fwd"`
 	Endpoints    *ebpf.Map `ebpf:"endpoints"`
 }
 
@@ -196,11 +229,13 @@ func (m *dsrMaps) Close() error {
 	return _DsrClose(
 		m.Counters,
 		m.DsrFlows,
+		m.DsrFlowsNew,
 		m.DsrMaglev,
 		m.DsrNodeports,
 		m.DsrNodes,
 		m.DsrSettings,
 		m.DsrSnat,
+		m.DsrSnatFwd,
 		m.Endpoints,
 	)
 }

@@ -22,6 +22,7 @@ import (
 // namespace, runs every program; the namespace goes when it ends.
 type router struct {
 	in        uint32 // ifindex of in0
+	out       uint32 // ifindex of out0, where node 2's replies come in
 	outMAC    packet.MAC
 	node2MAC  packet.MAC
 	clientMAC packet.MAC
@@ -101,8 +102,17 @@ func (r *router) plumb() error {
 		}
 	}
 	r.in = uint32(in.Attrs().Index)
+	r.out = uint32(out.Attrs().Index)
 	copy(r.outMAC[:], out.Attrs().HardwareAddr)
 	return nil
+}
+
+// fromNode2 is frame as node 2 sends it to node 1: from node 2's MAC,
+// coming in on out0 (where the fib routes node 2's pods).
+func (r *router) fromNode2(frame []byte) ([]byte, skbContext) {
+	f := append([]byte(nil), frame...)
+	copy(f[6:12], r.node2MAC[:])
+	return f, skbContext{Ifindex: r.out, IngressIfindex: r.out}
 }
 
 // run is a runner: the program runs on the namespace's thread.
