@@ -26,8 +26,8 @@
  * State lifetimes: every dsr_flows/dsr_flows_new/dsr_snat entry carries its
  * connection's state and an expiry (bpf_ktime_get_ns); an expired entry is
  * treated as absent and replaced. TCP: SYN seen, unanswered -> tcp_syn_ns;
- * the backend answered (a non-SYN segment from it) -> tcp_est_ns; FIN or
- * RST seen -> tcp_close_ns; UDP: udp_ns idle. Unanswered flows live in
+ * the backend answered (a non-SYN segment from it) -> tcp_est_ns; FIN
+ * seen -> tcp_close_ns; RST seen -> tcp_reset_ns; UDP: udp_ns idle. Unanswered flows live in
  * their own map (dsr_flows_new), so a SYN flood evicts only other
  * unanswered flows, never an established one. The plugin's reconcile (GC,
  * braid sync, the agent) deletes what expired.
@@ -66,7 +66,8 @@ enum { MODE_DSR = 0, MODE_SNAT = 1 };
 enum {
 	ST_NEW = 0,     /* TCP: SYN seen, the backend has not answered; UDP: unanswered */
 	ST_EST = 1,     /* the backend answered */
-	ST_CLOSING = 2, /* TCP: FIN or RST seen */
+	ST_CLOSING = 2, /* TCP: FIN seen */
+	ST_RESET = 3,   /* TCP: RST seen */
 };
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -148,6 +149,7 @@ struct dsr_conf {
 	__u64  tcp_syn_ns;     /* lifetimes, see the top of the file */
 	__u64  tcp_est_ns;
 	__u64  tcp_close_ns;
+	__u64  tcp_reset_ns;
 	__u64  udp_ns;
 };
 
@@ -360,23 +362,30 @@ __inline __u64 lifetime(struct dsr_conf *c, __u8 proto, __u8 st)
 		return c->tcp_est_ns;
 	if (st == ST_CLOSING)
 		return c->tcp_close_ns;
+	if (st == ST_RESET)
+		return c->tcp_reset_ns;
 	return c->tcp_syn_ns;
 }
 
 /*
  * next_state is a connection's state after a packet: established once the
  * backend sends something other than a SYN (its socket took the client's
- * ACK: a spoofed SYN never gets there), closing on FIN or RST, new again on
- * a client's SYN (the tuple reused).
+ * ACK: a spoofed SYN never gets there), closing on FIN, reset on RST (nothing
+ * more to carry: the shortest linger), new again on a client's SYN (the
+ * tuple reused).
  */
 __inline __u8 next_state(struct packet *p, __u8 st, bool from_backend)
 {
 	if (p->proto == IPPROTO_UDP)
 		return from_backend ? ST_EST : st;
-	if (p->tcp_flags & (TCP_FIN | TCP_RST))
-		return ST_CLOSING;
+	if (p->tcp_flags & TCP_RST)
+		return ST_RESET;
 	if (!from_backend && p->syn_only)
 		return ST_NEW;
+	if (st == ST_RESET)
+		return st;
+	if (p->tcp_flags & TCP_FIN)
+		return ST_CLOSING;
 	if (from_backend && st == ST_NEW && !(p->tcp_flags & TCP_SYN))
 		return ST_EST;
 	return st;

@@ -175,7 +175,7 @@ func (d *testDP) settings(t testing.TB, c dsrDsrConf) {
 	t.Helper()
 	if c.TcpSynNs == 0 {
 		c.TcpSynNs, c.TcpEstNs = uint64(defaultTCPSyn), uint64(defaultTCPEstablished)
-		c.TcpCloseNs, c.UdpNs = uint64(defaultTCPClose), uint64(defaultUDP)
+		c.TcpCloseNs, c.TcpResetNs, c.UdpNs = uint64(defaultTCPClose), uint64(defaultTCPReset), uint64(defaultUDP)
 	}
 	if c.Vni == 0 {
 		c.Vni = 1

@@ -21,6 +21,7 @@ const (
 	defaultTCPSyn         = 20 * time.Second
 	defaultTCPEstablished = 6 * time.Hour
 	defaultTCPClose       = 10 * time.Second
+	defaultTCPReset       = time.Second
 	defaultUDP            = 60 * time.Second
 )
 
@@ -61,14 +62,16 @@ type Timeouts struct {
 	TCPSyn string `json:"tcpSyn,omitempty"`
 	// TCPEstablished: the backend answered (default 6h).
 	TCPEstablished string `json:"tcpEstablished,omitempty"`
-	// TCPClose: a FIN or RST seen (default 10s).
+	// TCPClose: a FIN seen (default 10s).
 	TCPClose string `json:"tcpClose,omitempty"`
+	// TCPReset: a RST seen (default 1s).
+	TCPReset string `json:"tcpReset,omitempty"`
 	// UDP: since the flow's last datagram (default 60s).
 	UDP string `json:"udp,omitempty"`
 }
 
 // lifetimes are Timeouts parsed.
-type lifetimes struct{ tcpSyn, tcpEstablished, tcpClose, udp time.Duration }
+type lifetimes struct{ tcpSyn, tcpEstablished, tcpClose, tcpReset, udp time.Duration }
 
 func parseConfig(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{Mode: modeDSR, NodePortRange: store.DefaultNodePortRange, MaglevTableSize: maglev.DefaultSize, VNI: 1}
@@ -118,6 +121,7 @@ func (t Timeouts) parse() (lifetimes, error) {
 		{"timeouts.tcpSyn", t.TCPSyn, defaultTCPSyn, &l.tcpSyn},
 		{"timeouts.tcpEstablished", t.TCPEstablished, defaultTCPEstablished, &l.tcpEstablished},
 		{"timeouts.tcpClose", t.TCPClose, defaultTCPClose, &l.tcpClose},
+		{"timeouts.tcpReset", t.TCPReset, defaultTCPReset, &l.tcpReset},
 		{"timeouts.udp", t.UDP, defaultUDP, &l.udp},
 	} {
 		*f.out = f.def

@@ -32,6 +32,7 @@ type dsrDsrConf struct {
 	TcpSynNs       uint64
 	TcpEstNs       uint64
 	TcpCloseNs     uint64
+	TcpResetNs     uint64
 	UdpNs          uint64
 }
 

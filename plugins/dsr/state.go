@@ -89,6 +89,7 @@ func (d *datapath) setLifetimes(s *dsrDsrConf, snat store.PortRange) {
 	s.TcpSynNs = uint64(l.tcpSyn.Nanoseconds())
 	s.TcpEstNs = uint64(l.tcpEstablished.Nanoseconds())
 	s.TcpCloseNs = uint64(l.tcpClose.Nanoseconds())
+	s.TcpResetNs = uint64(l.tcpReset.Nanoseconds())
 	s.UdpNs = uint64(l.udp.Nanoseconds())
 	s.SnatLo = snat.First
 	s.SnatSpan = snat.Last - snat.First + 1
@@ -176,4 +177,3 @@ func deleteAll[K any](m *ebpf.Map, keys []K) error {
 	}
 	return nil
 }
-
