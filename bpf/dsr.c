@@ -258,6 +258,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dsr_nodes SEC(".maps");
 
+/* A peer's pod CIDR -> that node's address: which node a backend is on. */
+struct peer_cidr {
+	__u32  prefixlen;
+	__be32 ip;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct peer_cidr);
+	__type(value, __be32);
+	__uint(max_entries, DSR_NODES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dsr_peer_cidrs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -788,21 +803,30 @@ __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet
 }
 
 /*
- * from_its_node: a native SNAT reply comes from the node that has its
- * source (the backend): the frame's source MAC is the one the fib would
- * send the backend's packets to. Anyone else on the underlay could write
- * the reply's addresses, not (short of spoofing MACs) that node's MAC.
+ * from_its_node: an SNAT reply comes from the node that has its source
+ * (the backend; its pod CIDR in dsr_peer_cidrs, or a node itself): the
+ * frame's source MAC is the one the fib sends that node's packets to. The
+ * backend's node routes replies to this node's address over the underlay,
+ * in VXLAN mode too. Anyone else on the underlay could write the reply's
+ * addresses, not (short of spoofing MACs) that node's MAC.
  */
-__inline bool from_its_node(struct __sk_buff *skb, struct packet *p)
+__inline bool from_its_node(struct __sk_buff *skb, struct dsr_conf *c, struct packet *p)
 {
+	struct peer_cidr key = { .prefixlen = 32, .ip = p->saddr };
 	struct bpf_fib_lookup fib = {};
 	__u8 dmac[ETH_ALEN] __attribute__((aligned(4)));
+	__be32 node = p->saddr, *peer;
 	struct ethhdr *eth;
 
+	if (!bpf_map_lookup_elem(&dsr_nodes, &node)) {
+		peer = bpf_map_lookup_elem(&dsr_peer_cidrs, &key);
+		if (!peer)
+			return false;
+		node = *peer;
+	}
 	fib.family = AF_INET;
-	fib.l4_protocol = p->proto;
-	fib.ipv4_src = p->daddr;
-	fib.ipv4_dst = p->saddr;
+	fib.ipv4_src = c->node_ip;
+	fib.ipv4_dst = node;
 	fib.ifindex = skb->ingress_ifindex;
 	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS ||
 	    fib.ifindex != skb->ingress_ifindex)
@@ -827,11 +851,8 @@ int from_netdev(struct __sk_buff *skb)
 		svc = bpf_map_lookup_elem(&dsr_nodeports, &k);
 		if (svc)
 			return nodeport(skb, c, &p, svc);
-		/*
-		 * SNAT replies: in overlay mode they come through the tunnel
-		 * only; natively, from the backend's node only.
-		 */
-		if (c->overlay_ifindex || !from_its_node(skb, &p)) {
+		/* SNAT replies: from the backend's node only. */
+		if (!from_its_node(skb, c, &p)) {
 			struct snat_rev_key rk = { .backend_ip = p.saddr, .backend_port = p.l4.sport,
 						   .snat_port = p.l4.dport, .proto = p.proto };
 

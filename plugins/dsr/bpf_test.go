@@ -138,6 +138,13 @@ func loadDSR(t testing.TB) *testDP {
 			t.Fatal(err)
 		}
 	}
+	// Node 2's and node 3's pod CIDRs, as the store's peers give them.
+	for i, n := range []netip.Addr{node2, node3} {
+		k := dsrPeerCidr{Prefixlen: 24, Ip: maps.IPv4Word(netip.AddrFrom4([4]byte{198, 19, byte(2 + i), 0}))}
+		if err := d.objs.DsrPeerCidrs.Put(k, maps.IPv4Word(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	d.settings(t, dsrDsrConf{NodeIp: maps.IPv4Word(node1), DeviceMtu: 1500})
 	return d
 }

@@ -170,9 +170,26 @@ func trustedNodes(c chained.Cluster) map[uint32]uint32 {
 	return want
 }
 
-// syncNodes trusts DSR options from the cluster's nodes only.
+// peerCIDRs is what dsr_peer_cidrs must hold: each other node's pod
+// CIDR, to its address.
+func peerCIDRs(c chained.Cluster) map[dsrPeerCidr]uint32 {
+	want := map[dsrPeerCidr]uint32{}
+	for _, p := range c.Peers {
+		if p.PodCIDR.IsValid() {
+			k := dsrPeerCidr{Prefixlen: uint32(p.PodCIDR.Bits()), Ip: maps.IPv4Word(p.PodCIDR.Masked().Addr())}
+			want[k] = maps.IPv4Word(p.NodeIP)
+		}
+	}
+	return want
+}
+
+// syncNodes trusts DSR options, tunnels and SNAT replies from the
+// cluster's nodes only.
 func (d *datapath) syncNodes(c chained.Cluster) error {
-	_, _, err := maps.Sync(d.objs.DsrNodes, trustedNodes(c))
+	if _, _, err := maps.Sync(d.objs.DsrNodes, trustedNodes(c)); err != nil {
+		return err
+	}
+	_, _, err := maps.Sync(d.objs.DsrPeerCidrs, peerCIDRs(c))
 	return err
 }
 

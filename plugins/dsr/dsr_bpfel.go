@@ -78,6 +78,12 @@ type dsrNodeportSvc struct {
 	TableSize uint32
 }
 
+type dsrPeerCidr struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Ip        uint32
+}
+
 type dsrSnatClient struct {
 	_        structs.HostLayout
 	Ip       uint32
@@ -116,6 +122,7 @@ const (
 	dsrMapDsrMaglev      = "dsr_maglev"
 	dsrMapDsrNodeports   = "dsr_nodeports"
 	dsrMapDsrNodes       = "dsr_nodes"
+	dsrMapDsrPeerCidrs   = "dsr_peer_cidrs"
 	dsrMapDsrSettings    = "dsr_settings"
 	dsrMapDsrSnat        = "dsr_snat"
 	dsrMapDsrSnatFwd     = "dsr_snat_fwd"
@@ -182,6 +189,7 @@ type dsrMapSpecs struct {
 	DsrMaglev    *ebpf.MapSpec `ebpf:"dsr_maglev"`
 	DsrNodeports *ebpf.MapSpec `ebpf:"dsr_nodeports"`
 	DsrNodes     *ebpf.MapSpec `ebpf:"dsr_nodes"`
+	DsrPeerCidrs *ebpf.MapSpec `ebpf:"dsr_peer_cidrs"`
 	DsrSettings  *ebpf.MapSpec `ebpf:"dsr_settings"`
 	DsrSnat      *ebpf.MapSpec `ebpf:"dsr_snat"`
 	DsrSnatFwd   *ebpf.MapSpec `ebpf:"dsr_snat_fwd"`
@@ -220,6 +228,7 @@ type dsrMaps struct {
 	DsrMaglev    *ebpf.Map `ebpf:"dsr_maglev"`
 	DsrNodeports *ebpf.Map `ebpf:"dsr_nodeports"`
 	DsrNodes     *ebpf.Map `ebpf:"dsr_nodes"`
+	DsrPeerCidrs *ebpf.Map `ebpf:"dsr_peer_cidrs"`
 	DsrSettings  *ebpf.Map `ebpf:"dsr_settings"`
 	DsrSnat      *ebpf.Map `ebpf:"dsr_snat"`
 	DsrSnatFwd   *ebpf.Map `ebpf:"dsr_snat_fwd"`
@@ -234,6 +243,7 @@ func (m *dsrMaps) Close() error {
 		m.DsrMaglev,
 		m.DsrNodeports,
 		m.DsrNodes,
+		m.DsrPeerCidrs,
 		m.DsrSettings,
 		m.DsrSnat,
 		m.DsrSnatFwd,
