@@ -354,18 +354,30 @@ __inline __u32 flow_hash(struct packet *p)
 	return h;
 }
 
+/*
+ * pick is the flow's backend; NULL, counted, when there is none (no
+ * backend, or no Maglev table: a table missing is not "no backend").
+ */
 __inline struct addr_port *pick(struct nodeport_svc *svc, struct packet *p)
 {
+	struct addr_port *be;
 	void *table;
 	__u32 index;
 
-	if (!svc->count || !svc->table_size)
+	if (!svc->count || !svc->table_size) {
+		count(CNT_DROP_NO_BACKEND);
 		return NULL;
+	}
 	table = bpf_map_lookup_elem(&dsr_maglev, &svc->id);
-	if (!table)
+	if (!table) {
+		count(CNT_DROP_NO_TABLE);
 		return NULL;
+	}
 	index = flow_hash(p) % svc->table_size;
-	return bpf_map_lookup_elem(table, &index);
+	be = bpf_map_lookup_elem(table, &index);
+	if (!be)
+		count(CNT_DROP_NO_TABLE);
+	return be;
 }
 
 /* lifetime is how long an entry in state st lives past its last packet. */
@@ -483,9 +495,14 @@ __inline int deliver(struct __sk_buff *skb, __be32 daddr)
 	struct endpoint_info *ep = endpoint_lookup(daddr);
 	struct iphdr *ip = ipv4_hdr(skb);
 
+	int rc;
+
 	if (!ep || !ip)
 		return BRAID_NEXT;
-	return deliver_local(skb, ip, ep);
+	rc = deliver_local(skb, ip, ep);
+	if (rc == TC_ACT_SHOT)
+		count(CNT_DROP_DELIVER);
+	return rc;
 }
 
 /* insert_opt adds the DSR option after a 20-byte IPv4 header. */
@@ -541,8 +558,10 @@ __inline int fib_redirect(struct __sk_buff *skb)
 	    bpf_check_mtu(skb, fib.ifindex, &mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS)
 		rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (set_macs(skb, fib.dmac, fib.smac) < 0)
+		if (set_macs(skb, fib.dmac, fib.smac) < 0) {
+			count(CNT_DROP_DELIVER);
 			return TC_ACT_SHOT;
+		}
 		return bpf_redirect(fib.ifindex, 0);
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
@@ -555,9 +574,16 @@ __inline int fib_redirect(struct __sk_buff *skb)
 	return BRAID_NEXT;
 }
 
-/* forward sends a rewritten packet towards the node that has its destination. */
-__inline int forward(struct __sk_buff *skb, struct dsr_conf *c)
+/*
+ * forward sends a rewritten packet towards the node that has its
+ * destination: a router's hop, TTL one less (the caller checked ttl > 1).
+ */
+__inline int forward(struct __sk_buff *skb, struct dsr_conf *c, __u8 ttl)
 {
+	if (ipv4_dec_ttl(skb, ttl) < 0) {
+		count(CNT_DROP_NAT);
+		return TC_ACT_SHOT;
+	}
 	if (c->overlay_ifindex)
 		return bpf_redirect(c->overlay_ifindex, 0); /* the tunnel's egress program keys it */
 	return fib_redirect(skb);
@@ -663,7 +689,7 @@ __inline int nodeport_snat(struct __sk_buff *skb, struct dsr_conf *c, struct pac
 		return TC_ACT_SHOT;
 	}
 	count(CNT_SNAT_FORWARD);
-	return forward(skb, c);
+	return forward(skb, c, p->ttl);
 }
 
 /* nodeport handles a packet addressed to this node's node port. */
@@ -674,10 +700,8 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 	__be16 svc_port = p->l4.dport;
 	bool fits, needs_opt;
 
-	if (!be || !svc->count) {
-		count(CNT_DROP_NO_BACKEND);
-		return TC_ACT_SHOT;
-	}
+	if (!be)
+		return TC_ACT_SHOT; /* counted by pick */
 	if (endpoint_lookup(be->ip)) {
 		/* Local backend: the pod answers, its replies are rewritten on the way out. */
 		record_flow(c, p, be->ip, be->port, svc_ip, svc_port);
@@ -690,6 +714,10 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 	}
 	if (svc->flags & SVC_LOCAL) {
 		count(CNT_DROP_NO_BACKEND);
+		return TC_ACT_SHOT;
+	}
+	if (p->ttl <= 1) {
+		count(CNT_DROP_TTL);
 		return TC_ACT_SHOT;
 	}
 	if (c->mode == MODE_SNAT)
@@ -720,7 +748,7 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 		count(CNT_DSR_OPT_ADDED);
 	}
 	count(CNT_DSR_FORWARD);
-	return forward(skb, c);
+	return forward(skb, c, p->ttl);
 }
 
 /*
@@ -789,6 +817,10 @@ __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet
 		count(CNT_EXPIRED);
 		return BRAID_NEXT;
 	}
+	if (p->ttl <= 1) {
+		count(CNT_DROP_TTL);
+		return TC_ACT_SHOT;
+	}
 	cl->state = next_state(p, cl->state, true);
 	cl->expires = now + lifetime(c, p->proto, cl->state);
 	client = *cl;
@@ -798,6 +830,10 @@ __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet
 		return TC_ACT_SHOT;
 	}
 	count(CNT_SNAT_REPLY);
+	if (ipv4_dec_ttl(skb, p->ttl) < 0) {
+		count(CNT_DROP_NAT);
+		return TC_ACT_SHOT;
+	}
 	/* From this node's own address now: the stack would not forward it. */
 	return fib_redirect(skb);
 }
@@ -836,6 +872,36 @@ __inline bool from_its_node(struct __sk_buff *skb, struct dsr_conf *c, struct pa
 	return eth && mac_equal(eth->h_source, dmac);
 }
 
+/*
+ * not_parsed handles what parse refused at the node device: fragments to
+ * this node are counted; a first fragment to a node port is refused (dsr
+ * does not reassemble: the datagram cannot be balanced; the stack would
+ * reassemble it for a socket that is not there). The rest goes on.
+ */
+__inline int not_parsed(struct __sk_buff *skb, struct dsr_conf *c)
+{
+	struct iphdr *ip = ipv4_hdr(skb);
+	struct nodeport_key k = {};
+	struct l4_ports *l4;
+
+	if (!ip || ip->daddr != c->node_ip || !(ip->frag_off & bpf_htons(0x3fff)))
+		return BRAID_NEXT;
+	if (!(ip->frag_off & bpf_htons(0x1fff)) &&
+	    (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)) {
+		k.proto = ip->protocol;
+		l4 = hdr(skb, ETH_HLEN + ip->ihl * 4, sizeof(*l4));
+		if (l4) {
+			k.port = l4->dport;
+			if (bpf_map_lookup_elem(&dsr_nodeports, &k)) {
+				count(CNT_DROP_FRAG_NODEPORT);
+				return TC_ACT_SHOT;
+			}
+		}
+	}
+	count(CNT_FRAG_PASSED);
+	return BRAID_NEXT;
+}
+
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
@@ -843,8 +909,10 @@ int from_netdev(struct __sk_buff *skb)
 	struct nodeport_svc *svc;
 	struct packet p;
 
-	if (!c || !parse(skb, &p))
+	if (!c)
 		return BRAID_NEXT;
+	if (!parse(skb, &p))
+		return not_parsed(skb, c);
 	if (p.daddr == c->node_ip) {
 		struct nodeport_key k = { .port = p.l4.dport, .proto = p.proto };
 
@@ -918,19 +986,28 @@ int from_container(struct __sk_buff *skb)
 	struct packet p;
 	struct addr_port addr;
 	struct flow_key k = {};
+	struct iphdr *ip = ipv4_hdr(skb);
 	bool answered;
 
-	if (!parse(skb, &p))
-		return BRAID_NEXT;
-	if (p.ihl > 5) {
-		/* Only nodes speak DSR; a pod that sends an option is forging one. */
-		struct dsr_opt *opt = hdr(skb, ETH_HLEN + sizeof(struct iphdr), sizeof(*opt));
+	if (ip && ip->ihl > 5) {
+		/*
+		 * Only nodes speak DSR; a pod that sends an option is forging
+		 * one, whatever its protocol. Options that cannot be read (the
+		 * lengths do not add up) cannot be ruled out: dropped too.
+		 */
+		__u8 *type = hdr(skb, ETH_HLEN + sizeof(struct iphdr), 1);
 
-		if (opt && opt->type == DSR_OPT_TYPE) {
+		if (!type || !ipv4_hdr_checked(skb)) {
+			count(CNT_DROP_PARSE);
+			return TC_ACT_SHOT;
+		}
+		if (*type == DSR_OPT_TYPE) {
 			count(CNT_DROP_FORGED_OPT);
 			return TC_ACT_SHOT;
 		}
 	}
+	if (!parse(skb, &p))
+		return BRAID_NEXT;
 	if (!c)
 		return BRAID_NEXT;
 	k.client_ip = p.daddr;

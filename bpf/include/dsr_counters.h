@@ -26,4 +26,10 @@ enum counter {
 	CNT_DROP_TUNNEL     = 13, /* tunnel packet from an unknown node or with another VNI; SNAT reply not from its backend's node */
 	CNT_EXPIRED         = 14, /* an expired flow or SNAT entry met: treated as absent (and replaced) */
 	CNT_ESTABLISHED     = 15, /* a flow answered by its backend: moved to the established flows */
+	CNT_DROP_NO_TABLE   = 16, /* node port with backends but no Maglev table (a sync in progress or broken) */
+	CNT_DROP_TTL        = 17, /* node port packet to forward with TTL 1 */
+	CNT_DROP_DELIVER    = 18, /* rewriting MACs or the redirect to a pod or device failed */
+	CNT_DROP_PARSE      = 19, /* a pod's packet with IP options dsr cannot read: a forged option cannot be ruled out */
+	CNT_FRAG_PASSED     = 20, /* a fragment not known to be a node port's (later fragments carry no ports): to the stack */
+	CNT_DROP_FRAG_NODEPORT = 21, /* a first fragment to a node port: dsr does not reassemble, refused */
 };

@@ -191,7 +191,7 @@ func portRange(t *testing.T, ns *harness.NS, key string) (uint16, uint16) {
 // every SNAT port the backend sees must lie outside node 1's ephemeral
 // ports and node ports.
 func TestSNATManySequentialConnections(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its load would disturb the captures of other tests.
 	total := testenv.EnvInt(t, "BRAID_DSR_SEQ_CONNS", 100_000)
 	c := newCluster(t, nativeConflist, dsrKeys(map[string]any{"mode": "snat"}))
 	web := c.backend(t, 2, "web")
@@ -255,7 +255,7 @@ func sendAll(t *testing.T, h *harness.Host, frames [][]byte) {
 // snat, one backend); once the pre-established timeout has passed, their
 // entries count as expired and new clients connect.
 func TestSNATSynFloodExpires(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its load would disturb the captures of other tests.
 	const synTimeout = 3 * time.Second
 	const flood = 30_000
 	c := newCluster(t, nativeConflist, dsrKeys(map[string]any{"mode": "snat",
@@ -318,7 +318,7 @@ func echoServer(t *testing.T, ns *harness.NS, port uint16) {
 // old flow map held (2^18), while it is open: its replies still come from
 // the service address.
 func TestDSRFlowSurvivesSynFlood(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its load would disturb the captures of other tests.
 	flood := testenv.EnvInt(t, "BRAID_DSR_FLOOD", 300_000)
 	c := newCluster(t, nativeConflist)
 	const echoPort, np = 8081, 30085

@@ -15,22 +15,28 @@ import (
 type DSRCounter uint32
 
 const (
-	DSRCounterCNT_LOCAL_DELIVER   DSRCounter = 0
-	DSRCounterCNT_DSR_FORWARD     DSRCounter = 1
-	DSRCounterCNT_DSR_OPT_ADDED   DSRCounter = 2
-	DSRCounterCNT_SNAT_FORWARD    DSRCounter = 3
-	DSRCounterCNT_SNAT_FALLBACK   DSRCounter = 4
-	DSRCounterCNT_OPT_ACCEPTED    DSRCounter = 5
-	DSRCounterCNT_REPLY_REWRITE   DSRCounter = 6
-	DSRCounterCNT_SNAT_REPLY      DSRCounter = 7
-	DSRCounterCNT_DROP_NO_BACKEND DSRCounter = 8
-	DSRCounterCNT_DROP_FORGED_OPT DSRCounter = 9
-	DSRCounterCNT_DROP_NAT        DSRCounter = 10
-	DSRCounterCNT_DROP_SNAT_PORTS DSRCounter = 11
-	DSRCounterCNT_PASS            DSRCounter = 12
-	DSRCounterCNT_DROP_TUNNEL     DSRCounter = 13
-	DSRCounterCNT_EXPIRED         DSRCounter = 14
-	DSRCounterCNT_ESTABLISHED     DSRCounter = 15
+	DSRCounterCNT_LOCAL_DELIVER      DSRCounter = 0
+	DSRCounterCNT_DSR_FORWARD        DSRCounter = 1
+	DSRCounterCNT_DSR_OPT_ADDED      DSRCounter = 2
+	DSRCounterCNT_SNAT_FORWARD       DSRCounter = 3
+	DSRCounterCNT_SNAT_FALLBACK      DSRCounter = 4
+	DSRCounterCNT_OPT_ACCEPTED       DSRCounter = 5
+	DSRCounterCNT_REPLY_REWRITE      DSRCounter = 6
+	DSRCounterCNT_SNAT_REPLY         DSRCounter = 7
+	DSRCounterCNT_DROP_NO_BACKEND    DSRCounter = 8
+	DSRCounterCNT_DROP_FORGED_OPT    DSRCounter = 9
+	DSRCounterCNT_DROP_NAT           DSRCounter = 10
+	DSRCounterCNT_DROP_SNAT_PORTS    DSRCounter = 11
+	DSRCounterCNT_PASS               DSRCounter = 12
+	DSRCounterCNT_DROP_TUNNEL        DSRCounter = 13
+	DSRCounterCNT_EXPIRED            DSRCounter = 14
+	DSRCounterCNT_ESTABLISHED        DSRCounter = 15
+	DSRCounterCNT_DROP_NO_TABLE      DSRCounter = 16
+	DSRCounterCNT_DROP_TTL           DSRCounter = 17
+	DSRCounterCNT_DROP_DELIVER       DSRCounter = 18
+	DSRCounterCNT_DROP_PARSE         DSRCounter = 19
+	DSRCounterCNT_FRAG_PASSED        DSRCounter = 20
+	DSRCounterCNT_DROP_FRAG_NODEPORT DSRCounter = 21
 )
 
 // Names of all BPF objects in the ELF.

@@ -34,22 +34,28 @@ const (
 
 // Counter indices of bpf/dsr.c.
 const (
-	ctrLocalDeliver  = int(counters.DSRCounterCNT_LOCAL_DELIVER)
-	ctrDSRForward    = int(counters.DSRCounterCNT_DSR_FORWARD)
-	ctrDSROptAdded   = int(counters.DSRCounterCNT_DSR_OPT_ADDED)
-	ctrSNATForward   = int(counters.DSRCounterCNT_SNAT_FORWARD)
-	ctrSNATFallback  = int(counters.DSRCounterCNT_SNAT_FALLBACK)
-	ctrOptAccepted   = int(counters.DSRCounterCNT_OPT_ACCEPTED)
-	ctrReplyRewrite  = int(counters.DSRCounterCNT_REPLY_REWRITE)
-	ctrSNATReply     = int(counters.DSRCounterCNT_SNAT_REPLY)
-	ctrDropNoBackend = int(counters.DSRCounterCNT_DROP_NO_BACKEND)
-	ctrDropForgedOpt = int(counters.DSRCounterCNT_DROP_FORGED_OPT)
-	ctrDropNAT       = int(counters.DSRCounterCNT_DROP_NAT)
-	ctrDropSNATPorts = int(counters.DSRCounterCNT_DROP_SNAT_PORTS)
-	ctrPass          = int(counters.DSRCounterCNT_PASS)
-	ctrDropTunnel    = int(counters.DSRCounterCNT_DROP_TUNNEL)
-	ctrExpired       = int(counters.DSRCounterCNT_EXPIRED)
-	ctrEstablished   = int(counters.DSRCounterCNT_ESTABLISHED)
+	ctrLocalDeliver     = int(counters.DSRCounterCNT_LOCAL_DELIVER)
+	ctrDSRForward       = int(counters.DSRCounterCNT_DSR_FORWARD)
+	ctrDSROptAdded      = int(counters.DSRCounterCNT_DSR_OPT_ADDED)
+	ctrSNATForward      = int(counters.DSRCounterCNT_SNAT_FORWARD)
+	ctrSNATFallback     = int(counters.DSRCounterCNT_SNAT_FALLBACK)
+	ctrOptAccepted      = int(counters.DSRCounterCNT_OPT_ACCEPTED)
+	ctrReplyRewrite     = int(counters.DSRCounterCNT_REPLY_REWRITE)
+	ctrSNATReply        = int(counters.DSRCounterCNT_SNAT_REPLY)
+	ctrDropNoBackend    = int(counters.DSRCounterCNT_DROP_NO_BACKEND)
+	ctrDropForgedOpt    = int(counters.DSRCounterCNT_DROP_FORGED_OPT)
+	ctrDropNAT          = int(counters.DSRCounterCNT_DROP_NAT)
+	ctrDropSNATPorts    = int(counters.DSRCounterCNT_DROP_SNAT_PORTS)
+	ctrPass             = int(counters.DSRCounterCNT_PASS)
+	ctrDropTunnel       = int(counters.DSRCounterCNT_DROP_TUNNEL)
+	ctrExpired          = int(counters.DSRCounterCNT_EXPIRED)
+	ctrEstablished      = int(counters.DSRCounterCNT_ESTABLISHED)
+	ctrDropNoTable      = int(counters.DSRCounterCNT_DROP_NO_TABLE)
+	ctrDropTTL          = int(counters.DSRCounterCNT_DROP_TTL)
+	ctrDropDeliver      = int(counters.DSRCounterCNT_DROP_DELIVER)
+	ctrDropParse        = int(counters.DSRCounterCNT_DROP_PARSE)
+	ctrFragPassed       = int(counters.DSRCounterCNT_FRAG_PASSED)
+	ctrDropFragNodeport = int(counters.DSRCounterCNT_DROP_FRAG_NODEPORT)
 )
 
 // skbContext is the head of struct __sk_buff, up to ifindex: test_run takes
@@ -231,6 +237,17 @@ func verdictName(v uint32) string {
 // it, parsed.
 func (d *testDP) run(t *testing.T, r runner, prog *ebpf.Program, frame []byte, ctx skbContext, verdict uint32, want ...int) *packet.Frame {
 	t.Helper()
+	out := d.runRaw(t, r, prog, frame, ctx, verdict, want...)
+	f, err := packet.Parse(out)
+	if err != nil {
+		t.Fatalf("output frame: %v\n% x", err, out)
+	}
+	return f
+}
+
+// runRaw is run for frames that do not parse: the frame out as it is.
+func (d *testDP) runRaw(t *testing.T, r runner, prog *ebpf.Program, frame []byte, ctx skbContext, verdict uint32, want ...int) []byte {
+	t.Helper()
 	before := d.counters(t)
 	v, out, err := r(prog, frame, ctx)
 	if err != nil {
@@ -251,11 +268,7 @@ func (d *testDP) run(t *testing.T, r runner, prog *ebpf.Program, frame []byte, c
 			t.Errorf("counter %s went from %d to %d, want %d", counterNames[i], before[i], after[i], exp)
 		}
 	}
-	f, err := packet.Parse(out)
-	if err != nil {
-		t.Fatalf("output frame: %v\n% x", err, out)
-	}
-	return f
+	return out
 }
 
 // ipFrame is an Ethernet frame around an IPv4 header h and an L4 segment.
@@ -291,8 +304,9 @@ func requireRewritten(t *testing.T, f *packet.Frame, src, dst netip.AddrPort) {
 	}
 }
 
-// requireOption checks that the frame carries exactly the DSR option and
-// that the rest of the IP packet is in went through unchanged (but for the
+// requireOption checks that the frame carries exactly the DSR option, its
+// TTL one less (a router's hop), and
+// that the rest of the IP packet in went through unchanged (but for the
 // addresses and checksums the NAT changed).
 func requireOption(t *testing.T, f *packet.Frame, in *packet.Frame, opt []byte) {
 	t.Helper()
@@ -308,7 +322,7 @@ func requireOption(t *testing.T, f *packet.Frame, in *packet.Frame, opt []byte) 
 	if len(f.L4) != len(in.L4) || !bytes.Equal(f.Payload, in.Payload) {
 		t.Errorf("payload changed: % x, was % x", f.Payload, in.Payload)
 	}
-	if f.TTL != in.TTL || f.Proto != in.Proto || binary.BigEndian.Uint16(f.IP[4:]) != binary.BigEndian.Uint16(in.IP[4:]) {
+	if f.TTL != in.TTL-1 || f.Proto != in.Proto || binary.BigEndian.Uint16(f.IP[4:]) != binary.BigEndian.Uint16(in.IP[4:]) {
 		t.Errorf("IP header fields changed: % x, was % x", f.IP, in.IP)
 	}
 }
