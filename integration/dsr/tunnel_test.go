@@ -102,8 +102,8 @@ func TestTunnelInjection(t *testing.T) {
 		tunnel := netip.AddrPortFrom(n1.IP, vxlanPort)
 		before := n1.CounterSet(t, "dsr")
 
-		sendUDP(t, evilPod.NS, tunnel, vxlanTo(t, n1, forged))  // from a pod of node 1
-		sendUDP(t, host.NS, tunnel, vxlanTo(t, n1, forged))     // from a host that is no node
+		sendUDP(t, evilPod.NS, tunnel, vxlanTo(t, n1, forged)) // from a pod of node 1
+		sendUDP(t, host.NS, tunnel, vxlanTo(t, n1, forged))    // from a host that is no node
 		plain := packet.Ethernet(c.nodeMAC(t, 1), packet.MAC(host.LinkMAC(t, harness.NodeDevice)), packet.EtherTypeIPv4, forged)
 		if err := host.SendRaw(harness.NodeDevice, plain); err != nil { // no tunnel at all
 			t.Fatal(err)
