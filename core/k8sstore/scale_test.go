@@ -50,4 +50,3 @@ func TestScale10k(t *testing.T) {
 	}
 	t.Logf("%d Services x 3 endpoints: translate all %s, view %s; one Service changed: translate and view %s", n, all, first, one)
 }
-
