@@ -18,7 +18,11 @@ type Endpoint struct {
 	// Network is the CNI network (the config's name) that made the
 	// attachment: a CNI GC collects only its own network's. Empty for
 	// attachments recorded before braid kept it.
-	Network     string     `json:"network,omitempty"`
+	Network string `json:"network,omitempty"`
+	// Secondary marks an attachment made while another braid attachment
+	// was the pod's (a second interface, as Multus adds): it gets its
+	// address and gateway but not the pod's default route.
+	Secondary   bool       `json:"secondary,omitempty"`
 	Netns       string     `json:"netns"`
 	IPv4        netip.Addr `json:"ipv4"`
 	HostIfName  string     `json:"hostIfName"`

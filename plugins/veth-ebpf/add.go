@@ -71,6 +71,9 @@ func (s *session) add(tx *store.Tx, args *skel.CmdArgs, netns ns.NetNS) (_ *curr
 	ep.PodNamespace, ep.PodName = podNS, podName
 	ep.ContainerID, ep.IfName, ep.Netns, ep.MTU = args.ContainerID, args.IfName, args.Netns, mtu
 	ep.Network = s.conf.Name
+	if ep.Secondary, err = hasPrimary(tx, key, args.Netns); err != nil {
+		return nil, err
+	}
 	ep.HostIfName = hostVethName(args.ContainerID, args.IfName)
 	ep.Created = time.Now().UTC()
 
@@ -116,7 +119,7 @@ func (s *session) add(tx *store.Tx, args *skel.CmdArgs, netns ns.NetNS) (_ *curr
 	if err := s.dp.attachFromPod(ref); err != nil {
 		return nil, err
 	}
-	if err := configurePod(netns, args.IfName, ep.IPv4, hostMAC); err != nil {
+	if err := configurePod(netns, args.IfName, ep.IPv4, hostMAC, ep.Secondary); err != nil {
 		return nil, fmt.Errorf("configure pod interface: %w", err)
 	}
 	if err := configureHost(pl.host, ep.IPv4, pl.podMAC); err != nil {
@@ -156,8 +159,27 @@ func (s *session) allocate(tx *store.Tx, podCIDR netip.Prefix, key string, stdin
 	return netip.Addr{}, cnierr.Invalid("ipam", "plugin %s returned no IPv4 address", s.conf.IPAM.Type)
 }
 
+// hasPrimary reports whether another braid attachment (not key) already
+// gives the pod in netns its default route: the first attachment of a pod
+// owns it, every later one is secondary.
+func hasPrimary(tx *store.Tx, key, netns string) (bool, error) {
+	eps, err := tx.Endpoints()
+	if err != nil {
+		return false, err
+	}
+	for _, other := range eps {
+		if other.Key() != key && other.Netns == netns && !other.Secondary {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func addResult(ep store.Endpoint, sandbox string, dns types.DNS) *current.Result {
 	gw := net.IP(gatewayIP.AsSlice())
+	if ep.Secondary {
+		return secondaryResult(ep, sandbox, dns)
+	}
 	return &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
@@ -174,6 +196,21 @@ func addResult(ep store.Endpoint, sandbox string, dns types.DNS) *current.Result
 			{Dst: *defaultRoute(), GW: gw},
 		},
 		DNS: dns,
+	}
+}
+
+// secondaryResult is a secondary attachment's result: its address with no
+// gateway (a runtime must not make it the default) and its own gateway route.
+func secondaryResult(ep store.Endpoint, sandbox string, dns types.DNS) *current.Result {
+	return &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{
+			{Name: ep.HostIfName, Mac: ep.HostMAC, Mtu: ep.MTU},
+			{Name: ep.IfName, Mac: ep.PodMAC, Mtu: ep.MTU, Sandbox: sandbox},
+		},
+		IPs:    []*current.IPConfig{{Interface: current.Int(1), Address: *hostPrefix(ep.IPv4)}},
+		Routes: []*types.Route{{Dst: *hostPrefix(gatewayIP), Scope: ptr(int(0xfd)), Priority: secondaryMetric}},
+		DNS:    dns,
 	}
 }
 

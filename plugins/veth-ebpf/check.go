@@ -145,8 +145,11 @@ func checkPod(netnsPath string, ep store.Endpoint) error {
 		if !hasLinkRoute(routes, gatewayIP) {
 			return fmt.Errorf("pod has no route to the gateway %s on %s", gatewayIP, ep.IfName)
 		}
-		if !hasDefaultVia(routes, gatewayIP) {
+		switch def := hasDefaultVia(routes, gatewayIP); {
+		case !def && !ep.Secondary:
 			return fmt.Errorf("pod has no default route via %s on %s", gatewayIP, ep.IfName)
+		case def && ep.Secondary:
+			return fmt.Errorf("pod has a default route on %s, a secondary attachment", ep.IfName)
 		}
 		return checkNeighbour(l, gatewayIP, ep.HostMAC, "pod's neighbour entry for the gateway")
 	})

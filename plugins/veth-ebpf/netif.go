@@ -85,9 +85,14 @@ func disableIPv6(ifName string) error {
 	return nil
 }
 
-// configurePod gives the pod its /32, the link-local gateway and a default
-// route, and turns IPv6 off (the datapath is IPv4-only and drops it).
-func configurePod(netns ns.NetNS, ifName string, addr netip.Addr, hostMAC net.HardwareAddr) error {
+// secondaryMetric is the metric of a secondary attachment's gateway route:
+// the primary's (metric 0) stays the one the pod uses for 169.254.1.1.
+const secondaryMetric = 100
+
+// configurePod gives the pod its /32, the link-local gateway and, unless
+// the attachment is secondary, the default route; it turns IPv6 off (the
+// datapath is IPv4-only and drops it).
+func configurePod(netns ns.NetNS, ifName string, addr netip.Addr, hostMAC net.HardwareAddr, secondary bool) error {
 	return netns.Do(func(ns.NetNS) error {
 		l, err := netlinksafe.LinkByName(ifName)
 		if err != nil {
@@ -108,9 +113,17 @@ func configurePod(netns ns.NetNS, ifName string, addr netip.Addr, hostMAC net.Ha
 		}); err != nil {
 			return fmt.Errorf("gateway neighbour: %w", err)
 		}
-		if err := netlink.RouteReplace(&netlink.Route{
-			LinkIndex: l.Attrs().Index, Dst: hostPrefix(gatewayIP), Scope: netlink.SCOPE_LINK,
-		}); err != nil {
+		gwRoute := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: hostPrefix(gatewayIP), Scope: netlink.SCOPE_LINK}
+		if secondary {
+			// A second route to the gateway, on this link: replacing
+			// the primary's would move the pod's traffic here.
+			gwRoute.Priority = secondaryMetric
+			if err := netlink.RouteReplace(gwRoute); err != nil {
+				return fmt.Errorf("gateway route: %w", err)
+			}
+			return nil
+		}
+		if err := netlink.RouteReplace(gwRoute); err != nil {
 			return fmt.Errorf("gateway route: %w", err)
 		}
 		if err := netlink.RouteReplace(&netlink.Route{
