@@ -22,6 +22,7 @@ import (
 
 	"github.com/braid-cni/braid/integration/harness"
 	"github.com/braid-cni/braid/internal/kubetest"
+	"github.com/braid-cni/braid/internal/sockprobe"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -38,6 +39,7 @@ var shared struct {
 }
 
 func TestMain(m *testing.M) {
+	sockprobe.Main() // a probe process (harness.Node.Probe) is this binary
 	code := m.Run()
 	if shared.cp != nil {
 		if err := shared.cp.Close(); err != nil {
