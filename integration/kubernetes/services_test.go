@@ -203,3 +203,40 @@ func outsideUnanswered(c *cluster, dst netip.AddrPort) func() error {
 		return nil
 	}
 }
+
+// sessionAffinity: ClientIP: every connection of a client goes to one
+// backend (the same Service without affinity spreads, as the tests above
+// show); turned off again, connections spread.
+func TestSessionAffinity(t *testing.T) {
+	c := newCluster(t, vxlanLB, 2)
+	n1, n2 := c.nodes[0], c.nodes[1]
+	b1 := c.backend(t, 1, "b1", 8080)
+	b2 := c.backend(t, 2, "b2", 8080)
+	client := probe(t, n2, n2.chain.AddPod(t, "client"))
+
+	start := time.Now()
+	svc := c.service(t, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "sticky"},
+		Spec: corev1.ServiceSpec{Ports: tcpPorts("http:80:8080"), SessionAffinity: corev1.ServiceAffinityClientIP}})
+	c.putSlice(t, "sticky", "sticky-1", []slicePort{{"http", 8080}}, readyEP(b1, n1), readyEP(b2, n2))
+	vip := clusterIP(svc, 80)
+	within(t, start, "ClientIP affinity: one backend for every connection", func() error {
+		got := answers(t, client, vip, 12)
+		if len(got) != 1 || (got["b1"] != 12 && got["b2"] != 12) {
+			return fmt.Errorf("%s answered %v, want one backend 12 times", vip, got)
+		}
+		return nil
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	svc, err := c.cp.Client.CoreV1().Services(c.ns).Get(ctx, "sticky", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.SessionAffinity, svc.Spec.SessionAffinityConfig = corev1.ServiceAffinityNone, nil
+	start = time.Now()
+	if _, err := c.cp.Client.CoreV1().Services(c.ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, start, "affinity off: connections spread", exactly(t, client, vip, "b1", "b2"))
+}
