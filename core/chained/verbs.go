@@ -8,6 +8,7 @@ import (
 	"github.com/braid-cni/braid/core/chain"
 	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/config"
+	"github.com/braid-cni/braid/core/notfound"
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/core/tcx"
@@ -237,8 +238,11 @@ func (c *call) restorePods(plugin string, r *plugin.Report) error {
 	}
 	for _, ep := range eps {
 		host, err := netlinksafe.LinkByName(ep.HostIfName)
-		if err != nil {
+		if notfound.Is(err) {
 			continue // the interface plugin reports it
+		}
+		if err != nil {
+			return fmt.Errorf("endpoint %s: host veth %s: %w", ep.Key(), ep.HostIfName, err)
 		}
 		pin := c.podPin(plugin, ep.ContainerID, ep.IfName)
 		missing := tcx.Verify(pin, host.Attrs().Index)

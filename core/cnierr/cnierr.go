@@ -35,15 +35,36 @@ func Internal(err error) *types.Error {
 	return types.NewError(types.ErrInternal, err.Error(), "")
 }
 
-// Wrap returns err unchanged if it already is a CNI error (anywhere in its
-// chain), otherwise an internal error with context.
+// Wrap returns a CNI error that says what failed (format) and keeps err as
+// its cause, for errors.Is and errors.As: the code is that of the CNI error
+// in err's chain if it has one, internal (999) otherwise.
 func Wrap(err error, format string, a ...any) error {
 	if err == nil {
 		return nil
 	}
+	msg := fmt.Sprintf(format, a...)
 	var cniErr *types.Error
 	if errors.As(err, &cniErr) {
-		return &types.Error{Code: cniErr.Code, Msg: fmt.Sprintf(format, a...) + ": " + cniErr.Msg, Details: cniErr.Details}
+		return &wrapped{&types.Error{Code: cniErr.Code, Msg: msg + ": " + cniErr.Msg, Details: cniErr.Details}, err}
 	}
-	return types.NewError(types.ErrInternal, fmt.Sprintf(format, a...)+": "+err.Error(), "")
+	return &wrapped{types.NewError(types.ErrInternal, msg+": "+err.Error(), ""), err}
 }
+
+// WithCode is err as a CNI error with code, err's message and err as its
+// cause: for an error whose kind decides the code wherever it was wrapped.
+func WithCode(code uint, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &wrapped{types.NewError(code, err.Error(), ""), err}
+}
+
+// wrapped is a CNI error with its cause. errors.As finds the CNI error
+// first (skel prints that one), errors.Is and As then search the cause.
+type wrapped struct {
+	cni   *types.Error
+	cause error
+}
+
+func (w *wrapped) Error() string   { return w.cni.Error() }
+func (w *wrapped) Unwrap() []error { return []error{w.cni, w.cause} }

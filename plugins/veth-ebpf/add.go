@@ -67,7 +67,10 @@ func (s *session) add(tx *store.Tx, args *skel.CmdArgs, netns ns.NetNS) (_ *curr
 		return nil, err
 	}
 	key := store.EndpointKey(args.ContainerID, args.IfName)
-	ep, _ := tx.Endpoint(key) // a repeated ADD keeps its id and address
+	ep, err := tx.Endpoint(key) // a repeated ADD keeps its id and address
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	ep.PodNamespace, ep.PodName = podNS, podName
 	ep.ContainerID, ep.IfName, ep.Netns, ep.MTU = args.ContainerID, args.IfName, args.Netns, mtu
 	ep.Network = s.conf.Name

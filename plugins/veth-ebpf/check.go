@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/braid-cni/braid/core/cnierr"
+	"github.com/braid-cni/braid/core/notfound"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/core/tcx"
 	"github.com/containernetworking/cni/pkg/skel"
@@ -79,8 +80,11 @@ func checkPrevResult(prev *current.Result, ep store.Endpoint) error {
 
 func checkHost(ep store.Endpoint) error {
 	l, err := netlinksafe.LinkByName(ep.HostIfName)
+	if notfound.Is(err) {
+		return fmt.Errorf("host veth %s is missing: %w", ep.HostIfName, err)
+	}
 	if err != nil {
-		return fmt.Errorf("host veth %s is missing", ep.HostIfName)
+		return fmt.Errorf("host veth %s: %w", ep.HostIfName, err)
 	}
 	if l.Type() != "veth" || l.Attrs().Index != ep.HostIfIndex {
 		return fmt.Errorf("host interface %s is a %s with ifindex %d, want a veth with ifindex %d",
@@ -125,8 +129,11 @@ func checkPod(netnsPath string, ep store.Endpoint) error {
 	defer netns.Close()
 	return netns.Do(func(ns.NetNS) error {
 		l, err := netlinksafe.LinkByName(ep.IfName)
+		if notfound.Is(err) {
+			return fmt.Errorf("pod interface %s is missing: %w", ep.IfName, err)
+		}
 		if err != nil {
-			return fmt.Errorf("pod interface %s is missing", ep.IfName)
+			return fmt.Errorf("pod interface %s: %w", ep.IfName, err)
 		}
 		if l.Attrs().HardwareAddr.String() != ep.PodMAC {
 			return fmt.Errorf("pod interface %s has MAC %s, want %s", ep.IfName, l.Attrs().HardwareAddr, ep.PodMAC)

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/braid-cni/braid/core/cnierr"
+	"github.com/braid-cni/braid/core/notfound"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
@@ -68,8 +70,11 @@ func (s *session) teardown(tx *store.Tx, ep store.Endpoint, stdin []byte) error 
 // after a crashed ADD the map may hold an entry the store never recorded.
 func (s *session) removeEntriesFor(hostIf string) error {
 	l, err := netlinksafe.LinkByName(hostIf)
-	if err != nil {
+	if notfound.Is(err) {
 		return nil // no veth, no ifindex to match
+	}
+	if err != nil {
+		return fmt.Errorf("host veth %s: %w", hostIf, err)
 	}
 	all, err := s.dp.endpoints.All()
 	if err != nil {

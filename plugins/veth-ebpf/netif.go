@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 
+	"github.com/braid-cni/braid/core/notfound"
 	"github.com/braid-cni/braid/core/routes"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/plugins/pkg/ip"
@@ -55,6 +56,8 @@ func createVeth(netns ns.NetNS, ifName, hostName string, mtu int) (*podLink, err
 	err = netns.Do(func(ns.NetNS) error {
 		if _, err := netlinksafe.LinkByName(ifName); err == nil {
 			return fmt.Errorf("interface %q already exists in %s", ifName, netns.Path())
+		} else if !notfound.Is(err) {
+			return fmt.Errorf("interface %q in %s: %w", ifName, netns.Path(), err)
 		}
 		_, cont, err := ip.SetupVethWithName(ifName, hostName, mtu, "", hostNS)
 		if err != nil {
@@ -159,12 +162,11 @@ func configureHost(host netlink.Link, addr netip.Addr, podMAC net.HardwareAddr) 
 // deleteHostVeth removes the pair by its host end; absent is fine.
 func deleteHostVeth(name string) error {
 	l, err := netlinksafe.LinkByName(name)
+	if notfound.Is(err) {
+		return nil
+	}
 	if err != nil {
-		var notFound netlink.LinkNotFoundError
-		if errors.As(err, &notFound) {
-			return nil
-		}
-		return err
+		return fmt.Errorf("host veth %s: %w", name, err)
 	}
 	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/braid-cni/braid/core/notfound"
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
@@ -26,6 +27,9 @@ func reconcile(stdin []byte, r *plugin.Report) error {
 	}
 	for _, ep := range eps {
 		l, err := netlinksafe.LinkByName(ep.HostIfName)
+		if err != nil && !notfound.Is(err) {
+			return fmt.Errorf("endpoint %s: host veth %s: %w", ep.Key(), ep.HostIfName, err)
+		}
 		if err != nil || l.Attrs().Index != ep.HostIfIndex {
 			r.Problem("endpoint %s (%s): host veth %s is gone; run GC", ep.Key(), ep.IPv4, ep.HostIfName)
 			continue

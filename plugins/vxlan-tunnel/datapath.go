@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"github.com/braid-cni/braid/core/chain"
 	"github.com/braid-cni/braid/core/chained"
 	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/core/notfound"
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/routes"
 	"github.com/braid-cni/braid/core/store"
@@ -141,8 +143,11 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 		return err
 	}
 	l, err := netlinksafe.LinkByName(d.conf.VXLANDevice)
+	if notfound.Is(err) {
+		return fmt.Errorf("VXLAN device %s is missing: %w", d.conf.VXLANDevice, err)
+	}
 	if err != nil {
-		return fmt.Errorf("VXLAN device %s is missing", d.conf.VXLANDevice)
+		return fmt.Errorf("VXLAN device %s: %w", d.conf.VXLANDevice, err)
 	}
 	vx, ok := l.(*netlink.Vxlan)
 	if !ok || !vx.FlowBased || vx.Port != d.conf.VXLANPort || vx.MTU != mtu {
@@ -156,7 +161,11 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 	}
 	for _, p := range c.Peers {
 		var v vxlanTunnelTunnelEndpoint
-		if err := d.objs.TunnelMap.Lookup(tunnelKey(p.PodCIDR), &v); err != nil || maps.WordIPv4(v.NodeIp) != p.NodeIP {
+		err := d.objs.TunnelMap.Lookup(tunnelKey(p.PodCIDR), &v)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("tunnel map entry %s for node %s: %w", p.PodCIDR, p.Name, err)
+		}
+		if err != nil || maps.WordIPv4(v.NodeIp) != p.NodeIP {
 			return fmt.Errorf("tunnel map has no entry %s -> %s for node %s", p.PodCIDR, p.NodeIP, p.Name)
 		}
 	}

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 
+	"github.com/braid-cni/braid/core/notfound"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 )
@@ -22,8 +22,8 @@ func ensureDevice(name string, port, mtu int) (link netlink.Link, changed string
 			return nil, "", fmt.Errorf("replace %s: %w", name, err)
 		}
 		changed = "replaced "
-	} else if !errors.As(err, &netlink.LinkNotFoundError{}) {
-		return nil, "", err
+	} else if !notfound.Is(err) {
+		return nil, "", fmt.Errorf("VXLAN device %s: %w", name, err)
 	}
 	vx := &netlink.Vxlan{
 		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu},
