@@ -3,25 +3,24 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/braid-cni/braid/core/bpffs"
-	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/spf13/cobra"
 )
 
 // nodeRebuildCmd recovers from a lost or corrupt store: the file is moved
-// aside and a new one written from the node's identity (flags, as for init)
-// and from kernel state: each host veth's alias names its attachment, and
-// the endpoint map holds its address, MACs and id. Peers and services are
-// not in kernel state: the agent re-syncs them, or add them again.
+// aside and a new one written with the node's identity (flags, as for
+// init); then each plugin of the conflist runs its rebuild verb, which
+// restores what it can read back from kernel state (veth-ebpf: its
+// endpoints, from host veth aliases and the endpoint map). Peers and
+// services are not in kernel state: the agent re-syncs them, or add them
+// again.
 func nodeRebuildCmd(g *globals) *cobra.Command {
-	var name, nodeIP, podCIDR, device string
+	var name, nodeIP, podCIDR, device, conflist, cniPath string
 	cmd := &cobra.Command{
 		Use:   "rebuild",
 		Short: "rebuild a corrupt or lost node store from kernel state (endpoints, allocations)",
@@ -31,30 +30,26 @@ func nodeRebuildCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			eps, err := endpointsFromKernel(g.bpfRoot, n.PodCIDR)
-			if err != nil {
-				return err
-			}
 			if moved, err := moveAside(g.stateDir); err != nil {
 				return err
 			} else if moved != "" {
 				fmt.Fprintf(stdout(), "old store moved to %s\n", moved)
 			}
-			err = g.update(func(tx *store.Tx) error {
-				if err := tx.SetNode(n); err != nil {
-					return err
-				}
-				for i := range eps {
-					if err := tx.RestoreEndpoint(eps[i]); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			if err := g.update(func(tx *store.Tx) error { return tx.SetNode(n) }); err != nil {
+				return err
+			}
+			reports, err := runConflist(conflist, filepath.SplitList(cniPath), plugin.RebuildVerb)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout(), "node %s: store rebuilt with %d endpoints from kernel state; run `braid sync` (and re-add peers and services unless the agent does)\n", n.Name, len(eps))
+			restored := 0
+			for _, r := range reports {
+				if len(r.Problems) > 0 {
+					return fmt.Errorf("plugin %s could not rebuild: %v", r.Plugin, r.Problems)
+				}
+				restored += len(r.Changes)
+			}
+			fmt.Fprintf(stdout(), "node %s: store rebuilt with %d endpoints from kernel state; run `braid sync` (and re-add peers and services unless the agent does)\n", n.Name, restored)
 			return nil
 		},
 	}
@@ -66,48 +61,8 @@ func nodeRebuildCmd(g *globals) *cobra.Command {
 	for _, req := range []string{"name", "node-ip", "pod-cidr", "device"} {
 		_ = cmd.MarkFlagRequired(req)
 	}
+	conflistFlags(f, &conflist, &cniPath)
 	return cmd
-}
-
-// endpointsFromKernel pairs host veths carrying a braid alias with their
-// endpoint map entries.
-func endpointsFromKernel(bpfRoot string, podCIDR netip.Prefix) ([]store.Endpoint, error) {
-	if !bpffs.IsMounted(bpfRoot) {
-		return nil, fmt.Errorf("bpffs is not mounted at %s: the endpoint map is gone too, nothing to rebuild from", bpfRoot)
-	}
-	m, err := maps.OpenEndpoints(bpfRoot)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	entries, err := m.All()
-	if err != nil {
-		return nil, err
-	}
-	byIfindex := map[uint32]netip.Addr{}
-	for ip, info := range entries {
-		byIfindex[info.Ifindex] = ip
-	}
-	links, err := netlinksafe.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	var out []store.Endpoint
-	for _, l := range links {
-		cid, ifName, ok := store.ParseEndpointAlias(l.Attrs().Alias)
-		ip, known := byIfindex[uint32(l.Attrs().Index)]
-		if !ok || !known || !podCIDR.Contains(ip) {
-			continue
-		}
-		info := entries[ip]
-		out = append(out, store.Endpoint{
-			ID: info.ID, ContainerID: cid, IfName: ifName, IPv4: ip,
-			HostIfName: l.Attrs().Name, HostIfIndex: l.Attrs().Index,
-			HostMAC: maps.MAC(info.HostMAC), PodMAC: maps.MAC(info.PodMAC),
-			MTU: l.Attrs().MTU, Created: time.Now().UTC(),
-		})
-	}
-	return out, nil
 }
 
 // moveAside renames the store file out of the way; absent is fine.

@@ -13,6 +13,7 @@ import (
 	"github.com/braid-cni/braid/core/conflist"
 	"github.com/braid-cni/braid/core/plugin"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func syncCmd(g *globals) *cobra.Command {
@@ -25,7 +26,7 @@ func syncCmd(g *globals) *cobra.Command {
 			"(ptp, say) are skipped.",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			reports, err := syncConflist(conflist, filepath.SplitList(cniPath))
+			reports, err := runConflist(conflist, filepath.SplitList(cniPath), plugin.ReconcileVerb)
 			if err != nil {
 				return err
 			}
@@ -52,25 +53,31 @@ func syncCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	conflistFlags(cmd.Flags(), &conflist, &cniPath)
+	return cmd
+}
+
+// conflistFlags are the flags that find the node's conflist and its plugins.
+func conflistFlags(f *pflag.FlagSet, conflist, cniPath *string) {
 	defPath := os.Getenv("CNI_PATH")
 	if defPath == "" {
 		defPath = "/opt/cni/bin"
 	}
-	cmd.Flags().StringVar(&conflist, "conflist", "/etc/cni/net.d/braid.conflist", "the node's conflist")
-	cmd.Flags().StringVar(&cniPath, "cni-path", defPath, "where the plugin binaries are (a PATH-style list)")
-	return cmd
+	f.StringVar(conflist, "conflist", "/etc/cni/net.d/braid.conflist", "the node's conflist")
+	f.StringVar(cniPath, "cni-path", defPath, "where the plugin binaries are (a PATH-style list)")
 }
 
-// syncConflist runs `<plugin> reconcile` for each plugin in the conflist with
-// the same config libcni would give it, and collects the reports.
-func syncConflist(path string, cniPath []string) ([]plugin.Report, error) {
+// runConflist runs `<plugin> <verb>` (reconcile, rebuild) for each plugin in
+// the conflist, in its order, with the config libcni would give it, and
+// collects the reports.
+func runConflist(path string, cniPath []string, verb string) ([]plugin.Report, error) {
 	plugins, err := conflist.Read(path, cniPath)
 	if err != nil {
 		return nil, err
 	}
 	reports := []plugin.Report{}
 	for _, p := range plugins {
-		r, ok, err := reconcilePlugin(p.Bin, p.Conf)
+		r, ok, err := runPlugin(p.Bin, verb, p.Conf)
 		if err != nil {
 			return nil, fmt.Errorf("plugin %s: %w", p.Type, err)
 		}
@@ -81,12 +88,12 @@ func syncConflist(path string, cniPath []string) ([]plugin.Report, error) {
 	return reports, nil
 }
 
-// reconcilePlugin runs one plugin in reconcile mode. A plugin that prints no
-// report is not a braid plugin (ok false).
-func reconcilePlugin(bin string, conf []byte) (r plugin.Report, ok bool, err error) {
+// runPlugin runs one plugin with verb. A plugin that prints no report is not
+// a braid plugin (ok false).
+func runPlugin(bin, verb string, conf []byte) (r plugin.Report, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, plugin.ReconcileVerb)
+	cmd := exec.CommandContext(ctx, bin, verb)
 	cmd.Env = conflist.Environ()
 	cmd.Stdin = bytes.NewReader(conf)
 	var out bytes.Buffer

@@ -83,7 +83,7 @@ func (p Plugin) open(stdin []byte, verb string) (*call, error) {
 	c := &call{conf: conf, common: conf.Shared()}
 	log, closeLog := logging.New(c.common.LogFile, c.common.Level(), p.Name)
 	c.log, c.closers = log.With("verb", verb), []func(){closeLog}
-	if c.store, err = c.common.OpenStore(); err != nil {
+	if c.store, err = plugin.OpenStore(*c.common); err != nil {
 		c.Close()
 		return nil, err
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/braid-cni/braid/core/cnierr"
-	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 )
@@ -34,13 +33,8 @@ type Common struct {
 	LogFile     string `json:"logFile,omitempty"`
 	LogLevel    string `json:"logLevel,omitempty"`
 	LockTimeout string `json:"lockTimeout,omitempty"`
-	// StoreFsync makes every CNI call fsync the node store (see store.Options).
+	// StoreFsync makes every CNI call fsync the node store (core/plugin.OpenStore).
 	StoreFsync bool `json:"storeFsync,omitempty"`
-}
-
-// OpenStore opens the node store as a CNI call does.
-func (c *Common) OpenStore() (*store.Store, error) {
-	return store.OpenWith(c.StateDir, store.Options{Timeout: c.Timeout(), NoSync: !c.StoreFsync})
 }
 
 // Shared returns the embedded shared keys; plugin configs get it by embedding.

@@ -24,6 +24,12 @@ var Versions = version.PluginSupports("0.4.0", "1.0.0", "1.1.0")
 // ReconcileVerb is the argument that selects reconcile mode.
 const ReconcileVerb = "reconcile"
 
+// RebuildVerb is the argument that selects rebuild mode: write into a fresh
+// node store (its identity already set) the state the plugin can recover
+// from the kernel (`braid node rebuild` runs it). A plugin without
+// WithRebuild has nothing to recover and reports no change.
+const RebuildVerb = "rebuild"
+
 // Report is what a reconcile did and what it could not fix.
 type Report struct {
 	Plugin   string   `json:"plugin"`
@@ -49,20 +55,27 @@ type Reconciler func(stdin []byte, report *Report) error
 // asked, the Datapath service when braid agent launched it.
 func Main(name string, funcs skel.CNIFuncs, reconcile Reconciler, opts ...Option) {
 	if os.Getenv("CNI_COMMAND") == "" {
+		s := &server{name: name, reconcile: reconcile}
+		for _, o := range opts {
+			o(s)
+		}
 		if len(os.Args) == 2 && os.Args[1] == ReconcileVerb {
 			os.Exit(runReconcile(name, reconcile))
 		}
-		if datapathrpc.Launched() {
-			s := &server{name: name, reconcile: reconcile}
-			for _, o := range opts {
-				o(s)
+		if len(os.Args) == 2 && os.Args[1] == RebuildVerb {
+			rebuild := s.rebuild
+			if rebuild == nil {
+				rebuild = func([]byte, *Report) error { return nil }
 			}
+			os.Exit(runReconcile(name, rebuild))
+		}
+		if datapathrpc.Launched() {
 			go exitWithParent()
 			datapathrpc.Serve(s)
 			return
 		}
 	}
-	skel.PluginMainFuncs(funcs, Versions, buildversion.BuildString(name))
+	skel.PluginMainFuncs(storeErrors(funcs), Versions, buildversion.BuildString(name))
 }
 
 func runReconcile(name string, reconcile Reconciler) int {

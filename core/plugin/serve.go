@@ -21,6 +21,10 @@ type Option func(*server)
 // concurrent ADD can never lose its new endpoint. Without it GC reconciles.
 func WithGC(gc Reconciler) Option { return func(s *server) { s.gc = gc } }
 
+// WithRebuild gives the plugin's rebuild verb (RebuildVerb): recover into a
+// fresh node store what the kernel still holds of its state.
+func WithRebuild(rebuild Reconciler) Option { return func(s *server) { s.rebuild = rebuild } }
+
 // WithCounters names the indexes of the plugin's counters map, in order (the
 // enum in its .c file). A name starting with "drop" marks drop counters.
 func WithCounters(names ...string) Option { return func(s *server) { s.counters = names } }
@@ -51,6 +55,7 @@ type server struct {
 	name      string
 	reconcile Reconciler
 	gc        Reconciler
+	rebuild   Reconciler
 	counters  []string
 	first     func(pin string) bool
 	mu        sync.Mutex

@@ -4,17 +4,46 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-
-	"github.com/braid-cni/braid/core/cnierr"
+	"time"
 )
 
 // rebuildHint is how an operator recovers a store that cannot be read.
 const rebuildHint = "`braid node rebuild` recovers it from kernel state"
 
+// CorruptError is a store file that cannot be trusted (CNI error 5 at the
+// plugin layer): empty, truncated, overwritten, or holding a record that
+// does not decode.
+type CorruptError struct{ Path, Reason string }
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state store %s is corrupt: %s; %s", e.Path, e.Reason, rebuildHint)
+}
+
 // corrupt is the error for a store file that cannot be trusted.
 func corrupt(path, format string, a ...any) error {
-	return cnierr.IO("state store %s is corrupt: %s; %s", path, fmt.Sprintf(format, a...), rebuildHint)
+	return &CorruptError{Path: path, Reason: fmt.Sprintf(format, a...)}
 }
+
+// LockedError is a store another process held for longer than the
+// caller would wait (CNI error 11, try again later, at the plugin layer).
+type LockedError struct {
+	Path    string
+	Timeout time.Duration
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("state store %s is locked by another process for more than %s; try again", e.Path, e.Timeout)
+}
+
+// IOError is a store that cannot be created or opened for another reason
+// (CNI error 5 at the plugin layer); Err is the cause.
+type IOError struct {
+	Op, Path string
+	Err      error
+}
+
+func (e *IOError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Path, e.Err) }
+func (e *IOError) Unwrap() error { return e.Err }
 
 // checkNotEmpty refuses a store file of zero bytes once the store has been
 // initialized (its marker exists): bbolt would take it for a new store, and

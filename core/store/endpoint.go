@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -89,28 +88,6 @@ func (t *Tx) Endpoints() ([]Endpoint, error) {
 
 // nextEndpointID hands out ids from 1, never reusing one while the store lives.
 func (t *Tx) nextEndpointID() (uint32, error) { return t.counter(keyNextID) }
-
-// aliasPrefix marks the host veth alias that records whose attachment it is:
-// kernel state from which a lost store can be rebuilt (see `braid node rebuild`).
-const aliasPrefix = "braid:"
-
-// EndpointAlias is the alias the interface plugin sets on a host veth.
-func EndpointAlias(containerID, ifName string) string {
-	return aliasPrefix + EndpointKey(containerID, ifName)
-}
-
-// ParseEndpointAlias returns the attachment recorded in alias, if it is one.
-func ParseEndpointAlias(alias string) (containerID, ifName string, ok bool) {
-	key, found := strings.CutPrefix(alias, aliasPrefix)
-	if !found {
-		return "", "", false
-	}
-	i := strings.LastIndexByte(key, '/')
-	if i <= 0 || i == len(key)-1 {
-		return "", "", false
-	}
-	return key[:i], key[i+1:], true
-}
 
 // RestoreEndpoint records an endpoint recovered from kernel state, with its
 // id and its address allocated to it, keeping ids from being handed out twice.

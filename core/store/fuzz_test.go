@@ -2,38 +2,9 @@ package store
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 )
-
-// FuzzEndpointAlias: a host veth's alias is kernel state anyone with
-// CAP_NET_ADMIN can write, and `braid node rebuild` trusts what it parses
-// from it. Parsing never panics; what it accepts is exactly an alias braid
-// would have written; and braid's own aliases parse back.
-func FuzzEndpointAlias(f *testing.F) {
-	for _, s := range []string{"braid:c1/eth0", "braid:c/1/eth0", "braid:/eth0", "braid:c1/", "braid:", "other:c1/eth0",
-		"braid:" + strings.Repeat("x", 300) + "/eth0", "braid:c1/eth0/"} {
-		f.Add(s, "c1", "eth0")
-	}
-	f.Fuzz(func(t *testing.T, alias, cid, ifName string) {
-		if c, i, ok := ParseEndpointAlias(alias); ok {
-			if c == "" || i == "" || strings.Contains(i, "/") || EndpointAlias(c, i) != alias {
-				t.Errorf("ParseEndpointAlias(%q) = %q, %q", alias, c, i)
-			}
-		}
-		if cid == "" || ifName == "" || strings.Contains(ifName, "/") {
-			return // not an attachment CNI can name
-		}
-		c, i, ok := ParseEndpointAlias(EndpointAlias(cid, ifName))
-		if !ok || c != cid || i != ifName {
-			t.Errorf("alias of %q/%q parsed back as %q/%q (%v)", cid, ifName, c, i, ok)
-		}
-		if id := AttachmentID(cid, ifName); len(id) != 12 || strings.Trim(id, "0123456789abcdef") != "" {
-			t.Errorf("AttachmentID(%q, %q) = %q", cid, ifName, id)
-		}
-	})
-}
 
 // FuzzService: a service as `braid service apply` or the agent hands it
 // over (JSON). Validate never panics; a service it accepts is stored and

@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/braid-cni/braid/core/cnierr"
-	"github.com/containernetworking/cni/pkg/types"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -69,7 +67,7 @@ func Open(dir string, timeout time.Duration) (*Store, error) {
 func OpenWith(dir string, o Options) (*Store, error) {
 	timeout := o.Timeout
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, cnierr.IO("cannot create stateDir %s: %v", dir, err)
+		return nil, &IOError{Op: "cannot create stateDir", Path: dir, Err: err}
 	}
 	path := filepath.Join(dir, FileName)
 	if err := checkNotEmpty(path); err != nil {
@@ -85,23 +83,23 @@ func OpenWith(dir string, o Options) (*Store, error) {
 		return err
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, cnierr.TryAgain("state store %s is locked by another process for more than %s; try again", path, timeout)
+		return nil, &LockedError{Path: path, Timeout: timeout}
 	}
-	var ioErr *types.Error
-	if errors.As(err, &ioErr) {
+	var corruptErr *CorruptError
+	if errors.As(err, &corruptErr) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, cnierr.IO("cannot open state store %s: %v (if it is corrupt, %s)", path, err, rebuildHint)
+		return nil, &IOError{Op: "cannot open state store", Path: path, Err: fmt.Errorf("%w (if it is corrupt, %s)", err, rebuildHint)}
 	}
 	restrictMode(path)
 	s := &Store{db: db}
 	if err := guarded(path, s.ensureSchema); err != nil {
 		db.Close()
-		if errors.As(err, &ioErr) {
+		if errors.As(err, &corruptErr) {
 			return nil, err
 		}
-		return nil, cnierr.IO("state store %s: %v", path, err)
+		return nil, &IOError{Op: "state store", Path: path, Err: err}
 	}
 	return s, nil
 }

@@ -26,13 +26,22 @@ func openTemp(t *testing.T) (*Store, string) {
 	return s, dir
 }
 
+// cniCode is the CNI code the plugin layer (core/plugin) gives one of the
+// store's typed errors: 5 for a corrupt or unreadable store, 11 for a
+// locked one. Any other error fails t.
 func cniCode(t *testing.T, err error) (uint, string) {
 	t.Helper()
-	var e *types.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T) is not a *types.Error", err, err)
+	var corrupt *CorruptError
+	var ioErr *IOError
+	var locked *LockedError
+	switch {
+	case errors.As(err, &corrupt), errors.As(err, &ioErr):
+		return types.ErrIOFailure, err.Error()
+	case errors.As(err, &locked):
+		return types.ErrTryAgainLater, err.Error()
 	}
-	return e.Code, e.Msg
+	t.Fatalf("error %v (%T) is none of the store's typed errors", err, err)
+	return 0, ""
 }
 
 func TestOpenCreatesStoreWithSchema(t *testing.T) {

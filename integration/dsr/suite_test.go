@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/braid-cni/braid/plugins/counters"
 	"io"
 	"net"
 	"net/netip"
@@ -24,6 +23,7 @@ import (
 	"github.com/braid-cni/braid/integration/harness"
 	"github.com/braid-cni/braid/internal/packet"
 	"github.com/braid-cni/braid/internal/testenv"
+	"github.com/braid-cni/braid/plugins/counters"
 	"golang.org/x/sys/unix"
 )
 

@@ -67,8 +67,8 @@ func TestDamagedStore(t *testing.T) {
 			// The datapath is untouched by a store that cannot be read.
 			pingBoth(t, a, b)
 
-			out := n.Braid(t, "node", "rebuild", "--name", n.Name, "--node-ip", n.IP.String(),
-				"--pod-cidr", n.PodCIDR.String(), "--device", harness.NodeDevice)
+			out := n.Braid(t, append([]string{"node", "rebuild", "--name", n.Name, "--node-ip", n.IP.String(),
+				"--pod-cidr", n.PodCIDR.String(), "--device", harness.NodeDevice}, c.ConflistFlags(t)...)...)
 			if !strings.Contains(string(out), "with 2 endpoints") {
 				t.Errorf("braid node rebuild: %s", out)
 			}

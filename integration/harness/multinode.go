@@ -63,12 +63,18 @@ func Mesh(t testing.TB, nodes ...*Node) {
 // of changes and problems; the error says it exited non-zero.
 func (c *Chain) Sync(t testing.TB) ([]byte, error) {
 	t.Helper()
+	return c.Node.TryBraid(t, append([]string{"sync"}, c.ConflistFlags(t)...)...)
+}
+
+// ConflistFlags are the braid flags that name this chain's conflist and
+// where its plugins are (sync, node rebuild).
+func (c *Chain) ConflistFlags(t testing.TB) []string {
+	t.Helper()
 	repo, err := Repo()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.Node.TryBraid(t, "sync", "--conflist", c.File,
-		"--cni-path", binDir(repo)+string(os.PathListSeparator)+toolsCNIDir(repo))
+	return []string{"--conflist", c.File, "--cni-path", binDir(repo) + string(os.PathListSeparator) + toolsCNIDir(repo)}
 }
 
 // RequireSync is Sync that must succeed.

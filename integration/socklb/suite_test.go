@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/braid-cni/braid/plugins/counters"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/integration/harness"
 	"github.com/braid-cni/braid/internal/sockprobe"
+	"github.com/braid-cni/braid/plugins/counters"
 	"github.com/containernetworking/cni/pkg/types"
 )
 

@@ -5,11 +5,11 @@ package vethebpf
 
 import (
 	"errors"
-	"github.com/braid-cni/braid/plugins/counters"
 	"strings"
 	"testing"
 
 	"github.com/braid-cni/braid/integration/harness"
+	"github.com/braid-cni/braid/plugins/counters"
 	"github.com/containernetworking/cni/pkg/types"
 )
 

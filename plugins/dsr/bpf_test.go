@@ -13,7 +13,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/braid-cni/braid/plugins/counters"
 	"net/netip"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/braid-cni/braid/core/store"
 	"github.com/braid-cni/braid/internal/packet"
 	"github.com/braid-cni/braid/internal/testenv"
+	"github.com/braid-cni/braid/plugins/counters"
 	"github.com/cilium/ebpf"
 )
 

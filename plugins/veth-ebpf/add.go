@@ -130,7 +130,7 @@ func (s *session) add(tx *store.Tx, args *skel.CmdArgs, netns ns.NetNS) (_ *curr
 	}
 	// The alias names the attachment in kernel state: a lost store can be
 	// rebuilt from it (braid node rebuild).
-	if err := netlink.LinkSetAlias(pl.host, store.EndpointAlias(args.ContainerID, args.IfName)); err != nil {
+	if err := netlink.LinkSetAlias(pl.host, endpointAlias(args.ContainerID, args.IfName)); err != nil {
 		return nil, fmt.Errorf("alias %s: %w", ep.HostIfName, err)
 	}
 	if err := s.dp.attachToPod(ref); err != nil {

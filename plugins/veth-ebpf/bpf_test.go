@@ -13,13 +13,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/braid-cni/braid/internal/bpftest"
-	"github.com/braid-cni/braid/plugins/counters"
 	"net/netip"
 	"testing"
 
 	"github.com/braid-cni/braid/core/maps"
+	"github.com/braid-cni/braid/internal/bpftest"
 	"github.com/braid-cni/braid/internal/testenv"
+	"github.com/braid-cni/braid/plugins/counters"
 	"github.com/cilium/ebpf"
 )
 

@@ -16,7 +16,7 @@ func main() {
 		Check:  cmdCheck,
 		GC:     cmdGC,
 		Status: cmdStatus,
-	}, reconcile, plugin.WithGC(collect), plugin.WithCounters(counterNames...),
+	}, reconcile, plugin.WithGC(collect), plugin.WithRebuild(rebuild), plugin.WithCounters(counterNames...),
 		// from_container (pinned <host veth>_ingress) runs before the
 		// chained plugins' programs: they redirect.
 		plugin.WithFirst(func(pin string) bool { return strings.HasSuffix(pin, "_ingress") }))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/logging"
+	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
 )
 
@@ -26,7 +27,7 @@ func openSession(stdin []byte, verb string) (*session, error) {
 	}
 	log, closeLog := logging.New(conf.LogFile, conf.Level(), pluginName)
 	s := &session{conf: conf, log: log.With("verb", verb), done: []func(){closeLog}}
-	if s.store, err = conf.OpenStore(); err != nil {
+	if s.store, err = plugin.OpenStore(conf.Common); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/braid-cni/braid/core/bpffs"
 	"github.com/braid-cni/braid/core/cnierr"
 	"github.com/braid-cni/braid/core/config"
+	"github.com/braid-cni/braid/core/plugin"
 	"github.com/braid-cni/braid/core/store"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/plugins/pkg/ipam"
@@ -32,7 +33,7 @@ func nodeReady(c config.Common) error {
 	if !bpffs.IsMounted(c.BPFRoot) {
 		return cnierr.NotAvailable("bpffs is not mounted at %s (bpfRoot): run `braid node init`", c.BPFRoot)
 	}
-	st, err := c.OpenStore()
+	st, err := plugin.OpenStore(c)
 	if err != nil {
 		return err
 	}
