@@ -88,6 +88,14 @@ struct nodeport_key {
 	__u8   pad;
 };
 
+/* An External service's address (externalIPs, LoadBalancer ingress). */
+struct external_key {
+	__be32 ip;
+	__be16 port;
+	__u8   proto;
+	__u8   pad;
+};
+
 struct nodeport_svc {
 	__u32 id;         /* its Maglev table in dsr_maglev */
 	__u32 count;      /* backends; 0 refuses */
@@ -124,10 +132,11 @@ struct snat_rev_key {
 struct snat_client {
 	__be32 ip;
 	__be16 port;
-	__be16 node_port;
+	__be16 node_port; /* the service port the client sent to */
 	__u8   state;
-	__u8   pad[7];
-	__u64  expires; /* bpf_ktime_get_ns */
+	__u8   pad[3];
+	__be32 svc_ip;    /* the address it sent to: this node, or an External VIP */
+	__u64  expires;   /* bpf_ktime_get_ns */
 };
 
 /* A flow's service address (where replies come from), state and expiry. */
@@ -180,6 +189,20 @@ struct maglev_table {
 };
 
 /*
+ * External services: VIP:port served like a node port (the same entry
+ * and Maglev table as the service's node port, if it has one) when a
+ * packet for it reaches the node device.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct external_key);
+	__type(value, struct nodeport_svc);
+	__uint(max_entries, DSR_SERVICES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dsr_externals SEC(".maps");
+
+/*
  * Service id -> its Maglev table. Room for two per node port: a service
  * removed and another added on its node port have both tables during a sync.
  */
@@ -228,6 +251,7 @@ struct {
 /* The client's side of an SNAT entry: which port it holds. */
 struct snat_fwd_key {
 	__be32 client_ip;
+	__be32 svc_ip;
 	__be16 client_port;
 	__be16 node_port;
 	__u8   proto;
@@ -610,7 +634,7 @@ __inline __be16 snat_candidate(struct dsr_conf *c, struct packet *p, __u32 h, in
 /* snat_find is the live SNAT entry the client's flow holds, and its port. */
 __inline struct snat_client *snat_find(struct packet *p, struct addr_port *be, __u64 now, __be16 *port)
 {
-	struct snat_fwd_key fk = { .client_ip = p->saddr, .client_port = p->l4.sport,
+	struct snat_fwd_key fk = { .client_ip = p->saddr, .svc_ip = p->daddr, .client_port = p->l4.sport,
 				   .node_port = p->l4.dport, .proto = p->proto };
 	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
 	struct snat_client *have;
@@ -620,7 +644,8 @@ __inline struct snat_client *snat_find(struct packet *p, struct addr_port *be, _
 		return NULL;
 	k.snat_port = *fwd;
 	have = bpf_map_lookup_elem(&dsr_snat, &k);
-	if (!have || have->ip != p->saddr || have->port != p->l4.sport || have->node_port != p->l4.dport)
+	if (!have || have->ip != p->saddr || have->port != p->l4.sport || have->node_port != p->l4.dport ||
+	    have->svc_ip != p->daddr)
 		return NULL;
 	if (have->expires <= now) {
 		count(CNT_EXPIRED);
@@ -633,9 +658,10 @@ __inline struct snat_client *snat_find(struct packet *p, struct addr_port *be, _
 /* snat_port finds (or takes) the source port on this node for the client's flow. */
 __inline int snat_port(struct dsr_conf *c, struct packet *p, struct addr_port *be, __be16 *port)
 {
-	struct snat_fwd_key fk = { .client_ip = p->saddr, .client_port = p->l4.sport,
+	struct snat_fwd_key fk = { .client_ip = p->saddr, .svc_ip = p->daddr, .client_port = p->l4.sport,
 				   .node_port = p->l4.dport, .proto = p->proto };
-	struct snat_client want = { .ip = p->saddr, .port = p->l4.sport, .node_port = p->l4.dport };
+	struct snat_client want = { .ip = p->saddr, .port = p->l4.sport, .node_port = p->l4.dport,
+				    .svc_ip = p->daddr };
 	struct snat_rev_key k = { .backend_ip = be->ip, .backend_port = be->port, .proto = p->proto };
 	__u64 now = bpf_ktime_get_ns();
 	struct snat_client *have = snat_find(p, be, now, port);
@@ -751,9 +777,18 @@ __inline int nodeport(struct __sk_buff *skb, struct dsr_conf *c, struct packet *
 	return forward(skb, c, p->ttl);
 }
 
+/* is_external: ip:port is an External service's address. */
+__inline bool is_external(__be32 ip, __be16 port, __u8 proto)
+{
+	struct external_key k = { .ip = ip, .port = port, .proto = proto };
+
+	return bpf_map_lookup_elem(&dsr_externals, &k) != NULL;
+}
+
 /*
  * accept_opt records a flow announced by a DSR option. The option must name
- * a known node as the service address (only nodes serve node ports; pods'
+ * a known node, or an External service's address, as the service address
+ * (only nodes serve node ports and External addresses; pods'
  * options never leave their node, see from_container); in overlay mode the
  * caller has authenticated the tunnel already.
  */
@@ -768,7 +803,8 @@ __inline bool accept_opt(struct __sk_buff *skb, struct dsr_conf *c, struct packe
 	if (!opt || opt->type != DSR_OPT_TYPE || opt->len != DSR_OPT_LEN)
 		return false;
 	svc_ip = opt->addr;
-	if (!bpf_map_lookup_elem(&dsr_nodes, &svc_ip) || !endpoint_lookup(p->daddr)) {
+	if (!(bpf_map_lookup_elem(&dsr_nodes, &svc_ip) || is_external(svc_ip, opt->port, p->proto)) ||
+	    !endpoint_lookup(p->daddr)) {
 		count(CNT_DROP_FORGED_OPT);
 		return false;
 	}
@@ -824,7 +860,7 @@ __inline int snat_reply(struct __sk_buff *skb, struct dsr_conf *c, struct packet
 	cl->state = next_state(p, cl->state, true);
 	cl->expires = now + lifetime(c, p->proto, cl->state);
 	client = *cl;
-	if (nat4(skb, true, p->proto, p->l4_off, p->saddr, c->node_ip, p->l4.sport, client.node_port) < 0 ||
+	if (nat4(skb, true, p->proto, p->l4_off, p->saddr, client.svc_ip, p->l4.sport, client.node_port) < 0 ||
 	    nat4(skb, false, p->proto, p->l4_off, p->daddr, client.ip, p->l4.dport, client.port) < 0) {
 		count(CNT_DROP_NAT);
 		return TC_ACT_SHOT;
@@ -932,6 +968,13 @@ int from_netdev(struct __sk_buff *skb)
 		}
 		return snat_reply(skb, c, &p);
 	}
+	{
+		struct external_key ek = { .ip = p.daddr, .port = p.l4.dport, .proto = p.proto };
+
+		svc = bpf_map_lookup_elem(&dsr_externals, &ek);
+		if (svc)
+			return nodeport(skb, c, &p, svc);
+	}
 	if (p.ihl == 7 && accept_opt(skb, c, &p))
 		return deliver(skb, p.daddr);
 	/* A client's FIN or RST closes its flow (the stack delivers it). */
@@ -1028,9 +1071,11 @@ int from_container(struct __sk_buff *skb)
 	/*
 	 * A reply from this node's own address (a backend here, reached through
 	 * this node's node port) is forwarded here: the stack would drop it as
-	 * a martian. Replies from another node's address go on.
+	 * a martian; so is one from an External address (no route back to it
+	 * through the pod's veth: reverse-path filters). Replies from another
+	 * node's address go on.
 	 */
-	if (addr.ip == c->node_ip)
+	if (addr.ip == c->node_ip || is_external(addr.ip, addr.port, p.proto))
 		return fib_redirect(skb);
 	return BRAID_NEXT;
 }

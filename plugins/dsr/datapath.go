@@ -230,6 +230,12 @@ func (d *datapath) CheckNode(c chained.Cluster) error {
 			return err
 		}
 	}
+	for k, np := range d.externals(c) {
+		var have dsrNodeportSvc
+		if err := d.objs.DsrExternals.Lookup(k, &have); err != nil || have != np.entry {
+			return fmt.Errorf("external %s:%d/%s of service %s is not in the external map as it should be", np.svc.VIP, np.svc.Port, np.svc.Protocol, np.svc.Name)
+		}
+	}
 	return nil
 }
 

@@ -45,6 +45,14 @@ type dsrEndpointInfo struct {
 	Flags   uint32
 }
 
+type dsrExternalKey struct {
+	_     structs.HostLayout
+	Ip    uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type dsrFlowKey struct {
 	_           structs.HostLayout
 	ClientIp    uint32
@@ -90,13 +98,15 @@ type dsrSnatClient struct {
 	Port     uint16
 	NodePort uint16
 	State    uint8
-	Pad      [7]uint8
+	Pad      [3]uint8
+	SvcIp    uint32
 	Expires  uint64
 }
 
 type dsrSnatFwdKey struct {
 	_          structs.HostLayout
 	ClientIp   uint32
+	SvcIp      uint32
 	ClientPort uint16
 	NodePort   uint16
 	Proto      uint8
@@ -117,6 +127,7 @@ type dsrSnatRevKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	dsrMapCounters       = "counters"
+	dsrMapDsrExternals   = "dsr_externals"
 	dsrMapDsrFlows       = "dsr_flows"
 	dsrMapDsrFlowsNew    = "dsr_flows_new"
 	dsrMapDsrMaglev      = "dsr_maglev"
@@ -184,6 +195,7 @@ type dsrProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type dsrMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	DsrExternals *ebpf.MapSpec `ebpf:"dsr_externals"`
 	DsrFlows     *ebpf.MapSpec `ebpf:"dsr_flows"`
 	DsrFlowsNew  *ebpf.MapSpec `ebpf:"dsr_flows_new"`
 	DsrMaglev    *ebpf.MapSpec `ebpf:"dsr_maglev"`
@@ -223,6 +235,7 @@ func (o *dsrObjects) Close() error {
 // It can be passed to loadDsrObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dsrMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
+	DsrExternals *ebpf.Map `ebpf:"dsr_externals"`
 	DsrFlows     *ebpf.Map `ebpf:"dsr_flows"`
 	DsrFlowsNew  *ebpf.Map `ebpf:"dsr_flows_new"`
 	DsrMaglev    *ebpf.Map `ebpf:"dsr_maglev"`
@@ -238,6 +251,7 @@ type dsrMaps struct {
 func (m *dsrMaps) Close() error {
 	return _DsrClose(
 		m.Counters,
+		m.DsrExternals,
 		m.DsrFlows,
 		m.DsrFlowsNew,
 		m.DsrMaglev,

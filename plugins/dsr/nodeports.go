@@ -48,6 +48,20 @@ func (d *datapath) nodePorts(c chained.Cluster) (map[dsrNodeportKey]nodePort, []
 	return out, problems
 }
 
+// externals lists the External services (Kubernetes externalIPs and
+// LoadBalancer ingress IPs) this node balances when their VIP:port reaches
+// its device, keyed as the program looks them up.
+func (d *datapath) externals(c chained.Cluster) map[dsrExternalKey]nodePort {
+	out := map[dsrExternalKey]nodePort{}
+	for _, s := range c.Services {
+		if s.External && len(out) < int(d.objs.DsrExternals.MaxEntries()) {
+			k := dsrExternalKey{Ip: maps.IPv4Word(s.VIP), Port: maps.Port16(s.Port), Proto: s.ProtoNumber()}
+			out[k] = d.nodePort(c, s)
+		}
+	}
+	return out
+}
+
 // nodePort is s as this node serves it: Local policy keeps only this
 // node's backends.
 func (d *datapath) nodePort(c chained.Cluster, s store.Service) nodePort {
@@ -71,7 +85,8 @@ func (d *datapath) syncNodePorts(c chained.Cluster, r *plugin.Report) error {
 	for _, p := range problems {
 		r.Problem("%s", p)
 	}
-	if err := d.dropStale(want, r); err != nil {
+	ext := d.externals(c)
+	if err := d.dropStale(want, ext, r); err != nil {
 		return err
 	}
 	before, after := d.tableSwap(), d.tableSwap()
@@ -94,8 +109,34 @@ func (d *datapath) syncNodePorts(c chained.Cluster, r *plugin.Report) error {
 		}
 		tables[np.svc.ID] = len(np.backends) > 0
 	}
+	// External services' tables (those without a node port's).
+	for _, np := range ext {
+		if _, done := tables[np.svc.ID]; done {
+			continue
+		}
+		t, err := d.buildTable(np)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			built = append(built, np.svc.Name)
+			if err := before.add(np.svc.ID, t, true); err != nil {
+				return err
+			}
+		}
+		tables[np.svc.ID] = len(np.backends) > 0
+	}
 	if err := before.flush(); err != nil {
 		return err
+	}
+	for k, np := range ext {
+		changed, err := maps.PutIfChanged(d.objs.DsrExternals, k, np.entry)
+		if err != nil {
+			return fmt.Errorf("external map: service %s: %w", np.svc.Name, err)
+		}
+		if changed {
+			r.Changed("external %s:%d/%s (service %s) -> %d backends", np.svc.VIP, np.svc.Port, np.svc.Protocol, np.svc.Name, len(np.backends))
+		}
 	}
 	for k, np := range want {
 		changed, err := maps.PutIfChanged(d.objs.DsrNodeports, k, np.entry)
@@ -125,12 +166,36 @@ func (d *datapath) shrinks(k dsrNodeportKey, np nodePort) bool {
 		have.Count > 0 && np.entry.TableSize < have.TableSize
 }
 
-// dropStale removes the node-port entries not in want, then the tables that
-// neither a remaining entry nor want uses.
-func (d *datapath) dropStale(want map[dsrNodeportKey]nodePort, r *plugin.Report) error {
+// dropStale removes the node-port and external entries not in want and
+// ext, then the tables that neither a remaining entry nor want or ext
+// uses.
+func (d *datapath) dropStale(want map[dsrNodeportKey]nodePort, ext map[dsrExternalKey]nodePort, r *plugin.Report) error {
 	used := map[uint32]bool{}
 	for _, np := range want {
 		used[np.svc.ID] = true
+	}
+	for _, np := range ext {
+		used[np.svc.ID] = true
+	}
+	var ek dsrExternalKey
+	var ev dsrNodeportSvc
+	var staleExt []dsrExternalKey
+	eit := d.objs.DsrExternals.Iterate()
+	for eit.Next(&ek, &ev) {
+		if _, ok := ext[ek]; ok {
+			used[ev.Id] = true
+		} else {
+			staleExt = append(staleExt, ek)
+		}
+	}
+	if err := eit.Err(); err != nil {
+		return fmt.Errorf("external map: %w", err)
+	}
+	if err := deleteAll(d.objs.DsrExternals, staleExt); err != nil {
+		return err
+	}
+	for _, k := range staleExt {
+		r.Changed("external %s:%d removed", maps.WordIPv4(k.Ip), maps.Unport16(k.Port))
 	}
 	var k dsrNodeportKey
 	var v dsrNodeportSvc

@@ -137,7 +137,7 @@ func (d *datapath) reclaim(r *plugin.Report) error {
 		if cl.Expires <= t {
 			stale = append(stale, rk)
 		} else {
-			live[dsrSnatFwdKey{ClientIp: cl.Ip, ClientPort: cl.Port, NodePort: cl.NodePort, Proto: rk.Proto}] = rk.SnatPort
+			live[dsrSnatFwdKey{ClientIp: cl.Ip, SvcIp: cl.SvcIp, ClientPort: cl.Port, NodePort: cl.NodePort, Proto: rk.Proto}] = rk.SnatPort
 		}
 	}
 	if err := it.Err(); err != nil {

@@ -162,3 +162,30 @@ func TestDropReasons(t *testing.T) {
 	})
 	_ = svc
 }
+
+// An External service's VIP:port is balanced like a node port: the option
+// carries the VIP, and the backend's node trusts an option naming it (and
+// no other address that is not a node).
+func TestExternalVIP(t *testing.T) {
+	d := loadDSR(t)
+	vip := netip.MustParseAddrPort("198.18.100.20:80")
+	k := dsrExternalKey{Ip: maps.IPv4Word(vip.Addr()), Port: maps.Port16(vip.Port()), Proto: packet.ProtoTCP}
+	if err := d.objs.DsrExternals.Put(k, dsrNodeportSvc{Id: 1, Count: 1, TableSize: testTableSize}); err != nil {
+		t.Fatal(err)
+	}
+	d.settings(t, dsrDsrConf{NodeIp: maps.IPv4Word(node1), DeviceMtu: 1500, OverlayIfindex: 4242})
+	in := tcpFrame(client, vip, packet.SYN, nil, nil)
+	out := d.run(t, runHere, d.objs.FromNetdev, in, skbContext{}, verdictRedirect, ctrDSRForward, ctrDSROptAdded)
+	vipOpt := dsrOption(vip.Addr(), vip.Port())
+	requireOption(t, out, packet.MustParse(in), vipOpt)
+	requireRewritten(t, out, client, remote)
+
+	d.settings(t, dsrDsrConf{NodeIp: maps.IPv4Word(node2), DeviceMtu: 1500})
+	d.run(t, runHere, d.objs.FromNetdev, tcpFrame(client, local, packet.SYN, vipOpt, nil), skbContext{}, verdictRedirect, ctrOptAccepted)
+	if got, ok := d.flow(t, flowKey(client, local, packet.ProtoTCP)); !ok || got != svcAddr(vip) {
+		t.Errorf("flow %+v (present %v), want %s", got, ok, vip)
+	}
+	other := dsrOption(netip.MustParseAddr("198.18.100.99"), 80)
+	c := netip.MustParseAddrPort("198.18.1.50:40000")
+	d.run(t, runHere, d.objs.FromNetdev, tcpFrame(c, local, packet.SYN, other, nil), skbContext{}, verdictNext, ctrDropForgedOpt, ctrPass)
+}
