@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -118,6 +119,7 @@ func (d *Datastore) Run(ctx context.Context, apply func(datastore.View)) {
 	for _, inf := range []cache.SharedIndexInformer{f.nodes, f.services, f.slices} {
 		go inf.RunWithContext(ctx)
 	}
+	go d.probe(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), f.nodes.HasSynced, f.services.HasSynced, f.slices.HasSynced) {
 		return
 	}
@@ -137,6 +139,45 @@ func (d *Datastore) Run(ctx context.Context, apply func(datastore.View)) {
 		}
 		if v := f.refresh(); v != nil {
 			apply(*v)
+		}
+	}
+}
+
+// probeInterval is how often Run asks the API server whether it is ready,
+// and how long an answer may take.
+const probeInterval = 3 * time.Second
+
+// probe asks the API server's /readyz (open to every client, as
+// system:public-info-viewer) on every interval, until ctx ends. An
+// informer's watch that is still open, or retrying a handshake inside
+// client-go, says nothing for minutes after the server is gone; the probe
+// notices within an interval or two. A client without a REST client (the
+// fake one in tests) is not probed.
+func (d *Datastore) probe(ctx context.Context) {
+	rc := d.client.Discovery().RESTClient()
+	if p, ok := rc.(*rest.RESTClient); rc == nil || ok && p == nil {
+		return
+	}
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, probeInterval)
+		err := rc.Get().AbsPath("/readyz").Do(pctx).Error()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if d.ready.Swap(err == nil) != (err == nil) {
+			if err == nil {
+				d.cfg.Log.Info("kubernetes API server ready again")
+			} else {
+				d.cfg.Log.Warn("kubernetes API server not ready; the node keeps its last view", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
 }

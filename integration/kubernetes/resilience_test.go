@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// The API server stopped: every node keeps forwarding its last view;
-// started again: /healthz is ok and the next change is followed within a
+// The API server stopped: every node keeps forwarding its last view and
+// its agent's /healthz says degraded; started again: /healthz is ok and the next change is followed within a
 // second. (The suite's API server is
 // restarted for real: etcd keeps the objects.)
 func TestAPIServerRestart(t *testing.T) {
@@ -43,12 +43,17 @@ func TestAPIServerRestart(t *testing.T) {
 	if err := c.cp.StopAPIServer(); err != nil {
 		t.Fatal(err)
 	}
-	// (The agents' /healthz stays ok here: see the README's table.)
 	for range 3 {
 		time.Sleep(time.Second)
 		if err := exactly(t, client, vip, "b1")(); err != nil {
 			t.Fatalf("the API server away: %v", err)
 		}
+	}
+	for _, nd := range c.nodes {
+		nd.waitHealth(t, "degraded", 10*time.Second)
+	}
+	if err := exactly(t, client, vip, "b1")(); err != nil {
+		t.Fatalf("the API server away, agents degraded: %v", err)
 	}
 
 	if err := c.cp.StartAPIServer(); err != nil {
