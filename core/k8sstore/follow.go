@@ -19,22 +19,41 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// connState is whether the last list or watch call of the informers
-// succeeded. The informers' reflectors retry a refused watch by
-// themselves without telling anyone (client-go calls the watch error
-// handler only when a list fails or a watch ends badly), so the calls
-// themselves are observed: a call that fails marks the datastore
-// disconnected, one that succeeds connected.
+// connState is whether the API server answers: the informers' last list
+// or watch call succeeded, and so did the last /readyz probe since. The
+// informers' reflectors retry a refused watch by themselves without
+// telling anyone (client-go calls the watch error handler only when a list
+// fails or a watch ends badly), so the calls themselves are observed; and
+// a watch call still open, or retrying a handshake inside client-go, says
+// nothing for minutes after the server is gone, which the probe notices.
 type connState struct {
-	ok  atomic.Bool
-	log func(up bool, err error)
+	ok     atomic.Bool // the last list or watch call succeeded
+	probed atomic.Bool // no probe has failed since the last answer
+	log    func(up bool, err error)
 }
 
-func (c *connState) up() bool { return c.ok.Load() }
+func (c *connState) up() bool { return c.ok.Load() && c.probed.Load() }
 
+// set records a list or watch call; one that succeeds is an answer too.
 func (c *connState) set(up bool, err error) {
-	if c.ok.Swap(up) != up && c.log != nil {
-		c.log(up, err)
+	was := c.up()
+	c.ok.Store(up)
+	if up {
+		c.probed.Store(true)
+	}
+	c.logChange(was, err)
+}
+
+// probe records a /readyz probe.
+func (c *connState) probe(err error) {
+	was := c.up()
+	c.probed.Store(err == nil)
+	c.logChange(was, err)
+}
+
+func (c *connState) logChange(was bool, err error) {
+	if now := c.up(); now != was && c.log != nil {
+		c.log(now, err)
 	}
 }
 
@@ -148,11 +167,9 @@ func (d *Datastore) Run(ctx context.Context, apply func(datastore.View)) {
 const probeInterval = 3 * time.Second
 
 // probe asks the API server's /readyz (open to every client, as
-// system:public-info-viewer) on every interval, until ctx ends. An
-// informer's watch that is still open, or retrying a handshake inside
-// client-go, says nothing for minutes after the server is gone; the probe
-// notices within an interval or two. A client without a REST client (the
-// fake one in tests) is not probed.
+// system:public-info-viewer) on every interval, until ctx ends (connState
+// says why). A client without a REST client (the fake one in tests) is
+// not probed.
 func (d *Datastore) probe(ctx context.Context) {
 	rc := d.client.Discovery().RESTClient()
 	if p, ok := rc.(*rest.RESTClient); rc == nil || ok && p == nil {
@@ -167,13 +184,7 @@ func (d *Datastore) probe(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if d.ready.Swap(err == nil) != (err == nil) {
-			if err == nil {
-				d.cfg.Log.Info("kubernetes API server ready again")
-			} else {
-				d.cfg.Log.Warn("kubernetes API server not ready; the node keeps its last view", "err", err)
-			}
-		}
+		d.conn.probe(err)
 		select {
 		case <-ctx.Done():
 			return

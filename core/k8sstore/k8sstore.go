@@ -73,8 +73,6 @@ type Datastore struct {
 	cfg    Config
 	client kubernetes.Interface
 	conn   connState
-	// ready: the last /readyz probe answered (true until one fails).
-	ready atomic.Bool
 	// notReady is why no view is applied yet ("" once one is).
 	notReady atomic.Pointer[string]
 	// onTranslate, in tests, sees each Service translated.
@@ -120,15 +118,14 @@ func NewForClient(client kubernetes.Interface, cfg Config) (*Datastore, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	d := &Datastore{cfg: cfg, client: client}
-	d.ready.Store(true)
+	d.conn.probed.Store(true)
 	why := "caches not synced yet"
 	d.notReady.Store(&why)
 	return d, nil
 }
 
-// Connected reports whether the API server is in touch: the informers'
-// last list or watch call succeeded and its last /readyz probe answered.
-func (d *Datastore) Connected() bool { return d.conn.up() && d.ready.Load() }
+// Connected reports whether the API server answers (connState).
+func (d *Datastore) Connected() bool { return d.conn.up() }
 
 // NotReady says why the agent has no view to apply yet ("" once it has):
 // no Node for this node, no pod CIDR on it yet, caches not synced.
