@@ -141,9 +141,15 @@ type runner func(prog *ebpf.Program, frame []byte, ctx bpftest.SkbContext) (uint
 // fixed (what from_container does before it encapsulates).
 func routed(frame []byte) []byte {
 	out := bytes.Clone(frame)
+	ttl := out[14+8]
 	out[14+8]--
-	out[14+10], out[14+11] = 0, 0
-	binary.BigEndian.PutUint16(out[14+10:], packet.Checksum(out[14:14+20]))
+	// The checksum is updated incrementally (RFC 1624 eqn. 3), as the
+	// kernel's csum_replace2 does: a checksum that was wrong stays wrong
+	// by as much, rather than being recomputed.
+	add := func(a, b uint16) uint16 { s := uint32(a) + uint32(b); return uint16(s + s>>16) }
+	hc := binary.BigEndian.Uint16(out[14+10:])
+	hc = ^add(add(^hc, ^(uint16(ttl)<<8)), uint16(ttl-1)<<8)
+	binary.BigEndian.PutUint16(out[14+10:], hc)
 	return out
 }
 
